@@ -1,0 +1,300 @@
+"""The interop server: Greeter, TestService, health and reflection (implementations/CONTRACT.md)."""
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from interop import _flags
+from interop._gen import empty_pb2, helloworld_pb2, helloworld_pb2_grpc, messages_pb2, test_pb2, test_pb2_grpc
+
+log = logging.getLogger("interop.server")
+
+IMPLEMENTATION = "python"
+LIBRARY = f"grpcio {grpc.__version__}"
+
+ECHO_INITIAL_KEY = "x-grpc-test-echo-initial"
+ECHO_TRAILING_KEY = "x-grpc-test-echo-trailing-bin"
+
+# Each streaming RPC holds one pool thread for its whole life in grpcio's sync
+# server, and the runner points several clients at one server at once.
+MAX_WORKERS = 32
+# Graceful stop on SIGTERM/SIGINT: in-flight RPCs get this long, then are cancelled,
+# which keeps the whole shutdown within the contract's "couple of seconds".
+STOP_GRACE_S = 1.0
+
+SERVICE_NAMES = (
+    helloworld_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name,
+    test_pb2.DESCRIPTOR.services_by_name["TestService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+_STATUS_BY_CODE = {status.value[0]: status for status in grpc.StatusCode}
+
+
+class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
+    """helloworld.Greeter; every reply starts with the configured greeting."""
+
+    def __init__(self, greeting: str):
+        self._greeting = greeting
+
+    def SayHello(self, request, context):
+        return helloworld_pb2.HelloReply(message=f"{self._greeting} {request.name}", index=0)
+
+    def SayHelloStream(self, request, context):
+        for i in range(1, request.count + 1):
+            yield helloworld_pb2.HelloReply(
+                message=f"{self._greeting} {request.name} ({i} of {request.count})", index=i
+            )
+
+    def SayHelloToAll(self, request_iterator, context):
+        names = [request.name for request in request_iterator]
+        return helloworld_pb2.HelloReply(message=f"{self._greeting} {', '.join(names)}", index=len(names))
+
+    def SayHelloChat(self, request_iterator, context):
+        # A generator over the request iterator: each reply is produced as soon
+        # as its request arrives, never after half-close only.
+        for index, request in enumerate(request_iterator, start=1):
+            yield helloworld_pb2.HelloReply(message=f"{self._greeting} {request.name}", index=index)
+
+
+class _Call:
+    """Per-call TestService behaviour shared by all methods: metadata echo,
+    response compression and the requested status."""
+
+    def __init__(self, context: grpc.ServicerContext):
+        self._context = context
+        self._echo_initial = None
+        self._headers_sent = False
+        self._compressing = False
+        for key, value in context.invocation_metadata() or ():
+            if key == ECHO_INITIAL_KEY:
+                self._echo_initial = value
+            elif key == ECHO_TRAILING_KEY:
+                # Set at once: grpcio sends these trailers with whatever status
+                # the call ends with, error statuses included.
+                context.set_trailing_metadata(((ECHO_TRAILING_KEY, value),))
+
+    def start(self, compress_some: bool) -> None:
+        """Fix the call's compression and send the echoed headers.
+
+        grpcio applies set_compression() through the initial metadata, so it must
+        be decided before headers go out; messages that must stay uncompressed
+        are then marked one by one with disable_next_message_compression().
+        """
+        if self._headers_sent:
+            return
+        if compress_some:
+            self._context.set_compression(grpc.Compression.Gzip)
+            self._compressing = True
+        if self._echo_initial is not None:
+            self._context.send_initial_metadata(((ECHO_INITIAL_KEY, self._echo_initial),))
+        self._headers_sent = True
+
+    def before_message(self, compressed: bool) -> None:
+        """Choose the compression of the next response message."""
+        if compressed and not self._compressing:
+            log.warning("a response asked for compression after the call's headers went out uncompressed")
+        if self._compressing and not compressed:
+            self._context.disable_next_message_compression()
+
+    def apply_status(self, status: messages_pb2.EchoStatus) -> None:
+        """End the call with the requested status when its code is not OK (raises)."""
+        if status.code == 0:
+            return
+        code = _STATUS_BY_CODE.get(status.code)
+        if code is None:
+            log.warning("response_status code %d is not a gRPC status code; using UNKNOWN", status.code)
+            code = grpc.StatusCode.UNKNOWN
+        self._context.abort(code, status.message)
+
+
+def _payload(size: int) -> messages_pb2.Payload:
+    return messages_pb2.Payload(type=messages_pb2.COMPRESSABLE, body=bytes(size))
+
+
+def _any_compressed(requests) -> bool:
+    return any(p.compressed.value for request in requests for p in request.response_parameters)
+
+
+class TestServiceServicer(test_pb2_grpc.TestServiceServicer):
+    """grpc.testing.TestService, per the contract's "What every server does".
+
+    `expect_compressed` is ignored: a grpcio server only ever sees the
+    decompressed message bytes, never the message's compressed flag (see the
+    manifest's [server.unsupported]).
+    """
+
+    def EmptyCall(self, request, context):
+        _Call(context).start(compress_some=False)
+        return empty_pb2.Empty()
+
+    def UnaryCall(self, request, context):
+        call = _Call(context)
+        call.start(compress_some=request.response_compressed.value)
+        call.apply_status(request.response_status)
+        return messages_pb2.SimpleResponse(payload=_payload(request.response_size))
+
+    def CacheableUnaryCall(self, request, context):
+        return self.UnaryCall(request, context)
+
+    def StreamingOutputCall(self, request, context):
+        call = _Call(context)
+        call.start(compress_some=_any_compressed([request]))
+        call.apply_status(request.response_status)
+        yield from self._respond(call, request)
+
+    def StreamingInputCall(self, request_iterator, context):
+        call = _Call(context)
+        call.start(compress_some=False)
+        total = sum(len(request.payload.body) for request in request_iterator)
+        return messages_pb2.StreamingInputCallResponse(aggregated_payload_size=total)
+
+    def FullDuplexCall(self, request_iterator, context):
+        call = _Call(context)
+        for request in request_iterator:
+            # Headers wait for the first request, which decides the compression.
+            call.start(compress_some=_any_compressed([request]))
+            call.apply_status(request.response_status)
+            yield from self._respond(call, request)
+        call.start(compress_some=False)
+
+    def HalfDuplexCall(self, request_iterator, context):
+        call = _Call(context)
+        requests = list(request_iterator)
+        call.start(compress_some=_any_compressed(requests))
+        for request in requests:
+            call.apply_status(request.response_status)
+            yield from self._respond(call, request)
+
+    @staticmethod
+    def _respond(call: _Call, request):
+        for params in request.response_parameters:
+            if params.interval_us > 0:
+                time.sleep(params.interval_us / 1e6)
+            call.before_message(params.compressed.value)
+            yield messages_pb2.StreamingOutputCallResponse(payload=_payload(params.size))
+
+
+@dataclass
+class Running:
+    """A started server and the port it really bound."""
+
+    server: grpc.Server
+    port: int
+    tls: bool
+
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        # wait() is bounded too: stop() cancels what is left once grace runs out.
+        self.server.stop(grace).wait(grace + 1.0)
+
+
+class BindError(Exception):
+    """The server could not bind its port."""
+
+
+def start_server(port: int = 0, greeting: str = "Hello", tls_cert_key: tuple[bytes, bytes] | None = None) -> Running:
+    """Build, bind and start the server; `tls_cert_key` = (certificate chain PEM, key PEM) for TLS."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="interop-rpc"),
+        # grpcio sets SO_REUSEPORT by default, which lets a second server "bind"
+        # a port that is already taken; the contract wants a bind failure instead.
+        options=[("grpc.so_reuseport", 0)],
+    )
+    helloworld_pb2_grpc.add_GreeterServicer_to_server(GreeterServicer(greeting), server)
+    test_pb2_grpc.add_TestServiceServicer_to_server(TestServiceServicer(), server)
+    health_servicer = health.HealthServicer()
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
+
+    bound = _bind(server, port, tls_cert_key)
+    server.start()
+    return Running(server=server, port=bound, tls=tls_cert_key is not None)
+
+
+def _bind(server: grpc.Server, port: int, tls_cert_key) -> int:
+    # "[::]" is dual-stack, so 127.0.0.1, ::1 and localhost all reach it; where
+    # IPv6 is unavailable, fall back to IPv4 only. grpcio's add_*_port returns 0
+    # or raises RuntimeError on failure, depending on the version: handle both.
+    errors = []
+    for host in ("[::]", "0.0.0.0"):
+        address = f"{host}:{port}"
+        try:
+            if tls_cert_key is None:
+                bound = server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials([(tls_cert_key[1], tls_cert_key[0])])
+                bound = server.add_secure_port(address, credentials)
+        except RuntimeError as e:
+            errors.append(f"{address}: {e}")
+            continue
+        if bound:
+            return bound
+        errors.append(f"{address}: bind failed")
+    raise BindError(f"cannot bind port {port}: " + "; ".join(errors))
+
+
+def listening_event(running: Running) -> str:
+    """The readiness line printed on stdout once the server accepts connections."""
+    return json.dumps(
+        {
+            "event": "listening",
+            "port": running.port,
+            "tls": running.tls,
+            "implementation": IMPLEMENTATION,
+            "library": LIBRARY,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _parse_args(argv):
+    parser = _flags.OneLineParser(prog="interop_server", description="gRPC interop server (Python, grpcio).")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+    _flags.add_bool_flag(parser, "--use_tls", "serve TLS with the test certificate")
+    parser.add_argument("--tls_cert_file", help="certificate chain (default $INTEROP_TLS_DIR/server.pem)")
+    parser.add_argument("--tls_key_file", help="private key (default $INTEROP_TLS_DIR/server.key)")
+    parser.add_argument("--greeting", default="Hello", help="first word of every Greeter reply")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"argument --port: {args.port} is not a port number")
+    return args
+
+
+def main(argv=None) -> int:
+    """Run the server until SIGTERM or SIGINT; returns the exit status."""
+    args = _parse_args(argv)
+    _flags.setup_logging()
+    try:
+        tls_cert_key = None
+        if args.use_tls:
+            cert = _flags.read_file(_flags.tls_file(args.tls_cert_file, "server.pem"), "TLS certificate")
+            key = _flags.read_file(_flags.tls_file(args.tls_key_file, "server.key"), "TLS key")
+            tls_cert_key = (cert, key)
+        # Handlers go in before the readiness line, so a SIGTERM sent right after
+        # it is never lost to Python's default handlers.
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        running = start_server(args.port, args.greeting, tls_cert_key)
+    except (_flags.UsageError, BindError) as e:
+        print(f"interop_server: error: {e}", file=sys.stderr)
+        return _flags.USAGE_EXIT
+
+    print(listening_event(running), flush=True)
+    log.info("listening on port %d (tls=%s, %s)", running.port, running.tls, LIBRARY)
+    stop.wait()
+    log.info("stopping (grace %.1fs)", STOP_GRACE_S)
+    running.stop()
+    return 0

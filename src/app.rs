@@ -1,0 +1,273 @@
+//! The `interop` command line, as a library so tests drive it the same way.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::native::Native;
+use crate::backend::{Backend, Settings};
+use crate::cases::Case;
+use crate::manifest::{self, Implementation};
+use crate::model::Reporter;
+use crate::report;
+use crate::runner::{self, Options, Sink, Summary};
+use crate::select::{KnownFailures, Plan, Selection, Shard};
+
+/// Exit status: every cell passed, was unsupported or is a known failure.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: some cell failed, timed out or could not be set up.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status: bad usage or configuration (nothing was run).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status: interrupted by SIGINT or SIGTERM (results are partial).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Plays every gRPC client against every gRPC server, for every case.
+#[derive(Debug, Parser)]
+#[command(name = "interop", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build what is needed, run the matrix, report it.
+    Run(RunArgs),
+    /// List implementations, their versions, the cases, and what is unsupported where.
+    List(CommonArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Processes on 127.0.0.1.
+    Native,
+    /// Docker containers on a private network.
+    Docker,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Repository root (default: found from the current folder upwards).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Folder of implementation manifests (default: <root>/implementations).
+    #[arg(long)]
+    pub implementations: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where implementations run.
+    #[arg(long, value_enum, default_value_t = BackendKind::Native)]
+    pub backend: BackendKind,
+    /// Clients to play: comma-separated globs, e.g. `go,py*`.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Servers to play against: comma-separated globs.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Cases to play: comma-separated globs, e.g. `greeter_*,large_unary`.
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Play only shard i of n of the matrix, e.g. `2/4`.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Use TLS between clients and servers (test certificates in testdata/tls).
+    #[arg(long)]
+    pub tls: bool,
+    /// Pairings played at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Seconds one case may take before it is stopped and reported timed out.
+    #[arg(long, default_value_t = 20.0)]
+    pub case_timeout: f64,
+    /// Seconds a server may take to announce readiness.
+    #[arg(long, default_value_t = 60.0)]
+    pub ready_timeout: f64,
+    /// Start one client process per case (slower; for comparison).
+    #[arg(long)]
+    pub process_per_case: bool,
+    /// Do not build; use what is already built.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Known-failures file (default: <root>/known-failures.toml, if present).
+    #[arg(long)]
+    pub known_failures: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Stream every child's logs to stderr, prefixed with its name.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Finds the repository root: the nearest folder upwards with an
+/// `implementations/` folder and a `Cargo.toml`, else the one this binary
+/// was built from.
+pub fn find_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(root) = explicit {
+        return root.canonicalize().with_context(|| format!("--root {}", root.display()));
+    }
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    for dir in cwd.ancestors() {
+        if dir.join("implementations").is_dir() && dir.join("Cargo.toml").is_file() {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if built.join("implementations").is_dir() {
+        return Ok(built);
+    }
+    bail!("cannot find the repository root (a folder with implementations/ and Cargo.toml); pass --root")
+}
+
+fn load_impls(common: &CommonArgs, root: &Path) -> anyhow::Result<Vec<Implementation>> {
+    let dir = common.implementations.clone().unwrap_or_else(|| root.join("implementations"));
+    Ok(manifest::load_dir(&dir)?)
+}
+
+/// A usage or configuration error: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct UsageError(anyhow::Error);
+
+/// Everything `run` needs, resolved from the arguments.
+pub struct Prepared {
+    pub root: PathBuf,
+    pub impls: Vec<Implementation>,
+    pub plan: Plan,
+    pub known: KnownFailures,
+    pub options: Options,
+    pub settings: Settings,
+}
+
+/// Resolves arguments into a plan; every error here is a usage error.
+pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
+    let inner = || -> anyhow::Result<Prepared> {
+        let root = find_root(args.common.root.as_deref())?;
+        let impls = load_impls(&args.common, &root)?;
+        let selection = Selection {
+            clients: args.client.clone(),
+            servers: args.server.clone(),
+            cases: args.case.clone(),
+            shard: args.shard,
+        };
+        let plan = Plan::new(&impls, &selection)?;
+        let known = match &args.known_failures {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("--known-failures {}: no such file", path.display());
+                }
+                KnownFailures::load(path)?
+            }
+            None => KnownFailures::load(&root.join("known-failures.toml"))?,
+        };
+        let secs = |flag: &str, v: f64| -> anyhow::Result<Duration> {
+            if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
+                bail!("--{flag} must be a number of seconds above 0, got {v}");
+            }
+            Ok(Duration::from_secs_f64(v))
+        };
+        if args.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        let options = Options {
+            jobs: args.jobs,
+            case_timeout: secs("case-timeout", args.case_timeout)?,
+            process_per_case: args.process_per_case,
+            skip_build: args.no_build,
+            shard: args.shard.map(|s| s.to_string()),
+            tls: args.tls,
+            ..Options::default()
+        };
+        let settings = Settings {
+            tls: args.tls,
+            ready_timeout: secs("ready-timeout", args.ready_timeout)?,
+            // A cold cargo build of tonic on two cores takes minutes; this only
+            // catches a build that hangs.
+            build_timeout: Duration::from_secs(40 * 60),
+            stop_grace: Duration::from_secs(2),
+            verbose: args.verbose,
+        };
+        Ok(Prepared {
+            root,
+            impls,
+            plan,
+            known,
+            options,
+            settings,
+        })
+    };
+    inner().map_err(UsageError)
+}
+
+/// Makes the backend of `kind`.
+pub fn make_backend(kind: BackendKind, prepared: &Prepared) -> anyhow::Result<Arc<dyn Backend>> {
+    match kind {
+        BackendKind::Native => Ok(Arc::new(Native::new(&prepared.root, prepared.settings.clone()))),
+        BackendKind::Docker => bail!("the docker backend is not available in this build"),
+    }
+}
+
+/// Runs the matrix with the terminal report on stdout/stderr plus the files asked for.
+pub async fn run(args: &RunArgs, cancel: CancellationToken) -> anyhow::Result<(Summary, Vec<String>)> {
+    let prepared = prepare(args)?;
+    let backend = make_backend(args.backend, &prepared).map_err(UsageError)?;
+    let stderr_live = std::io::stderr().is_terminal();
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(report::terminal::Terminal::new(
+        Box::new(std::io::stdout()),
+        Some(Box::new(std::io::stderr())),
+        stderr_live && !args.verbose,
+    ))];
+    if let Some(path) = &args.json {
+        reporters.push(Box::new(report::json::Json::new(path.clone())));
+    }
+    let sink = Arc::new(Sink::new(reporters, prepared.known.clone()));
+    let summary = runner::run(backend, &prepared.impls, &prepared.plan, &prepared.options, sink.clone(), cancel).await;
+    Ok((summary, sink.errors()))
+}
+
+/// Prints implementations, cases and what is unsupported where.
+pub fn list(common: &CommonArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let root = find_root(common.root.as_deref()).map_err(UsageError)?;
+    let impls = load_impls(common, &root).map_err(UsageError)?;
+    writeln!(out, "implementations:")?;
+    for i in &impls {
+        let roles: Vec<&str> = [("server", i.server.is_some()), ("client", i.client.is_some())]
+            .iter()
+            .filter(|(_, has)| *has)
+            .map(|(r, _)| *r)
+            .collect();
+        writeln!(out, "  {:<10} {:<22} {:<15} {}", i.name, i.library_version(), roles.join("+"), i.source.display())?;
+    }
+    writeln!(out)?;
+    writeln!(out, "cases:")?;
+    for case in Case::all() {
+        writeln!(out, "  {:<30} {}", case.name(), case.group().name())?;
+    }
+    writeln!(out)?;
+    writeln!(out, "unsupported:")?;
+    let mut any = false;
+    for i in &impls {
+        for (side, role) in [("client", &i.client), ("server", &i.server)] {
+            if let Some(role) = role {
+                for (case, reason) in &role.unsupported {
+                    any = true;
+                    writeln!(out, "  {side} {:<8} {case}: {reason}", i.name)?;
+                }
+            }
+        }
+    }
+    if !any {
+        writeln!(out, "  (none)")?;
+    }
+    Ok(())
+}

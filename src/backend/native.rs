@@ -1,0 +1,243 @@
+//! The native backend: processes on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+
+use tokio::time::Instant;
+
+use super::{Backend, BoxFuture, ClientHandle, Next, ServerHandle, Settings, Target, parse_listening};
+use crate::cases::Case;
+use crate::manifest::{Implementation, Template};
+use crate::process::{Child, Spec, describe};
+
+/// Runs servers and clients as local processes.
+#[derive(Debug, Clone)]
+pub struct Native {
+    root: PathBuf,
+    settings: Settings,
+    env: Vec<(String, String)>,
+}
+
+/// Variables cargo sets for a build script or test binary; a nested cargo
+/// build must not inherit them or it would see itself as part of that build.
+fn is_cargo_build_var(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || key.starts_with("CARGO_CRATE_")
+        || key.starts_with("CARGO_BIN_")
+        || key.starts_with("CARGO_TARGET_TMPDIR")
+        || key == "CARGO_PRIMARY_PACKAGE"
+        || key == "OUT_DIR"
+}
+
+impl Native {
+    /// A backend rooted at the repository `root`.
+    pub fn new(root: &Path, settings: Settings) -> Native {
+        let env = vec![
+            ("INTEROP_TLS_DIR".to_string(), root.join("testdata/tls").display().to_string()),
+            // Python must not hold result lines in a buffer.
+            ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
+        ];
+        Native {
+            root: root.to_path_buf(),
+            settings,
+            env,
+        }
+    }
+
+    fn template(&self) -> Template {
+        Template {
+            root: self.root.display().to_string(),
+            ..Template::default()
+        }
+    }
+}
+
+impl Backend for Native {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let cargo_vars: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| is_cargo_build_var(k)).collect();
+            for (i, step) in imp.build.iter().enumerate() {
+                let argv = self.template().expand(&step.command);
+                let dir = match &step.dir {
+                    Some(d) => self.root.join(d),
+                    None => self.root.clone(),
+                };
+                let name = format!("build {} step {}", imp.name, i + 1);
+                let mut child = Child::spawn(Spec {
+                    name: name.clone(),
+                    argv: &argv,
+                    dir: &dir,
+                    env: &self.env,
+                    env_remove: &cargo_vars,
+                    echo_logs: self.settings.verbose,
+                })
+                .map_err(|e| e.to_string())?;
+                let deadline = Instant::now() + self.settings.build_timeout;
+                while let Next::Line(_) = child.next_line(deadline).await {}
+                let status = child.wait_until(deadline).await;
+                if status.is_none() {
+                    child.stop(self.settings.stop_grace).await;
+                    return Err(format!(
+                        "{name} ({}) did not finish within {:?}\n{}",
+                        argv.join(" "),
+                        self.settings.build_timeout,
+                        child.logs().last(30).join("\n")
+                    ));
+                }
+                if !status.is_some_and(|s| s.success()) {
+                    return Err(format!(
+                        "{name} ({}) failed: {}\n{}",
+                        argv.join(" "),
+                        describe(status),
+                        child.logs().last(30).join("\n")
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn start_server<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>> {
+        Box::pin(async move {
+            let role = imp.server.as_ref().ok_or_else(|| format!("{} has no server", imp.name))?;
+            let mut argv = Template {
+                port: "0".to_string(),
+                ..self.template()
+            }
+            .expand(&role.command);
+            if self.settings.tls {
+                argv.extend(self.template().expand(&role.tls));
+            }
+            let name = format!("server {}", imp.name);
+            let mut child = Child::spawn(Spec {
+                name: name.clone(),
+                argv: &argv,
+                dir: &self.root,
+                env: &self.env,
+                env_remove: &[],
+                echo_logs: self.settings.verbose,
+            })
+            .map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + self.settings.ready_timeout;
+            loop {
+                match child.next_line(deadline).await {
+                    Next::Line(line) => {
+                        if let Some(port) = parse_listening(&line) {
+                            return Ok(Box::new(NativeServer { child, port }) as Box<dyn ServerHandle>);
+                        }
+                    }
+                    Next::Eof => {
+                        let status = child.wait_until(Instant::now() + self.settings.stop_grace).await;
+                        child.stop(self.settings.stop_grace).await;
+                        return Err(format!(
+                            "{name} ({}) exited before it was ready: {}\n{}",
+                            argv.join(" "),
+                            describe(status),
+                            child.logs().last(20).join("\n")
+                        ));
+                    }
+                    Next::Deadline => {
+                        child.stop(self.settings.stop_grace).await;
+                        return Err(format!(
+                            "{name} ({}) printed no readiness line within {:?}\n{}",
+                            argv.join(" "),
+                            self.settings.ready_timeout,
+                            child.logs().last(20).join("\n")
+                        ));
+                    }
+                }
+            }
+        })
+    }
+
+    fn start_client<'a>(
+        &'a self,
+        imp: &'a Implementation,
+        server: &'a str,
+        target: &'a Target,
+        cases: &'a [Case],
+    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, String>> {
+        Box::pin(async move {
+            let role = imp.client.as_ref().ok_or_else(|| format!("{} has no client", imp.name))?;
+            let template = Template {
+                host: target.host.clone(),
+                port: target.port.to_string(),
+                cases: cases.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+                ..self.template()
+            };
+            let mut argv = template.expand(&role.command);
+            if self.settings.tls {
+                argv.extend(template.expand(&role.tls));
+            }
+            let child = Child::spawn(Spec {
+                name: format!("client {}→{}", imp.name, server),
+                argv: &argv,
+                dir: &self.root,
+                env: &self.env,
+                env_remove: &[],
+                echo_logs: self.settings.verbose,
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(Box::new(NativeClient {
+                child,
+                grace: self.settings.stop_grace,
+            }) as Box<dyn ClientHandle>)
+        })
+    }
+}
+
+struct NativeServer {
+    child: Child,
+    port: u16,
+}
+
+impl ServerHandle for NativeServer {
+    fn target(&self) -> Target {
+        Target {
+            host: "127.0.0.1".to_string(),
+            port: self.port,
+        }
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        self.child.try_status().map(|s| describe(Some(s)))
+    }
+
+    fn logs(&self, lines: usize) -> Vec<String> {
+        self.child.logs().last(lines)
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // Servers stop gracefully within about two seconds; more is a hang.
+            self.child.stop(std::time::Duration::from_secs(3)).await;
+        })
+    }
+}
+
+struct NativeClient {
+    child: Child,
+    grace: std::time::Duration,
+}
+
+impl ClientHandle for NativeClient {
+    fn next_line(&mut self, deadline: Instant) -> BoxFuture<'_, Next> {
+        Box::pin(self.child.next_line(deadline))
+    }
+
+    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { self.child.wait_until(deadline).await.map(|s| describe(Some(s))) })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move { describe(self.child.stop(self.grace).await) })
+    }
+
+    fn logs(&self, lines: usize) -> Vec<String> {
+        self.child.logs().last(lines)
+    }
+}

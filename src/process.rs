@@ -1,0 +1,367 @@
+//! Child processes that cannot outlive the runner.
+//!
+//! Every child runs in its own process group, so a stop reaches whatever it
+//! started too. It is stopped with SIGTERM, a grace period while its output
+//! is still drained, then SIGKILL to the group. Dropping a [`Child`] kills
+//! its group at once (a failed test, a panic, an early return), and on Linux
+//! the kernel kills a child whose runner dies, even by SIGKILL.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How many log lines of a child are kept for failure reports.
+const LOG_TAIL_LINES: usize = 200;
+
+/// Process groups of the children alive now, for the last-resort cleanup of
+/// a second Ctrl-C.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    LIVE_GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sends SIGKILL to every live child group. Used when the runner must exit
+/// now and destructors will not run.
+pub fn kill_all_now() {
+    for pgid in live_groups().iter() {
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(*pgid, libc::SIGKILL) };
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    /// Name used in logs and reports, e.g. `server go`.
+    pub name: String,
+    pub argv: &'a [String],
+    pub dir: &'a Path,
+    pub env: &'a [(String, String)],
+    /// Variables of the runner's environment the child must not inherit.
+    pub env_remove: &'a [String],
+    /// Print the child's stderr live, each line prefixed with its name.
+    pub echo_logs: bool,
+}
+
+/// The last lines a child wrote to stderr (and non-protocol stdout lines).
+#[derive(Debug, Clone, Default)]
+pub struct LogTail(Arc<Mutex<VecDeque<String>>>);
+
+impl LogTail {
+    fn push(&self, line: String) {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == LOG_TAIL_LINES {
+            q.pop_front();
+        }
+        q.push_back(line);
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn last(&self, n: usize) -> Vec<String> {
+        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().skip(q.len().saturating_sub(n)).cloned().collect()
+    }
+}
+
+/// What waiting for the next stdout line gave.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    Line(String),
+    /// stdout closed: the child exited or closed it.
+    Eof,
+    /// The deadline passed first.
+    Deadline,
+}
+
+/// A running child in its own process group.
+#[derive(Debug)]
+pub struct Child {
+    pub name: String,
+    pgid: i32,
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    logs: LogTail,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// Starts the child. Errors say which program could not be started.
+    pub fn spawn(spec: Spec<'_>) -> anyhow::Result<Child> {
+        let (program, args) = spec
+            .argv
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("{}: empty command", spec.name))?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(spec.dir)
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null());
+        for key in spec.env_remove {
+            cmd.env_remove(key);
+        }
+        cmd            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe, as required between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // If the runner dies (even by SIGKILL), the kernel kills this child.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("{}: cannot start {program:?}: {e}", spec.name))?;
+        let pid = child.id().ok_or_else(|| anyhow::anyhow!("{}: exited at once", spec.name))?;
+        let pgid = i32::try_from(pid).map_err(|_| anyhow::anyhow!("{}: pid {pid} out of range", spec.name))?;
+        live_groups().insert(pgid);
+
+        let logs = LogTail::default();
+        let (tx, lines) = mpsc::unbounded_channel();
+        if let Some(stdout) = child.stdout.take() {
+            let logs = logs.clone();
+            tokio::spawn(read_lines(stdout, move |line| {
+                // Protocol lines are JSON objects; anything else is a log line.
+                if line.trim_start().starts_with('{') {
+                    let _ = tx.send(line);
+                } else {
+                    logs.push(line);
+                }
+            }));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            let name = spec.name.clone();
+            let echo = spec.echo_logs;
+            tokio::spawn(read_lines(stderr, move |line| {
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                logs.push(line);
+            }));
+        }
+        Ok(Child {
+            name: spec.name,
+            pgid,
+            child,
+            lines,
+            logs,
+            status: None,
+        })
+    }
+
+    /// Waits for the next protocol line on stdout, until `deadline`.
+    pub async fn next_line(&mut self, deadline: Instant) -> Next {
+        match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            Ok(Some(line)) => Next::Line(line),
+            Ok(None) => Next::Eof,
+            Err(_) => Next::Deadline,
+        }
+    }
+
+    /// The child's log tail.
+    pub fn logs(&self) -> &LogTail {
+        &self.logs
+    }
+
+    /// The exit status if the child has exited, without waiting.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.reaped(status);
+            }
+        }
+        self.status
+    }
+
+    /// Waits until the child exits or `deadline` passes.
+    pub async fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Ok(Ok(status)) = tokio::time::timeout_at(deadline, self.child.wait()).await {
+                self.reaped(status);
+            }
+        }
+        self.status
+    }
+
+    fn reaped(&mut self, status: ExitStatus) {
+        self.status = Some(status);
+        // The leader is gone; members of its group may not be, so stop them too.
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(self.pgid, libc::SIGKILL) };
+        live_groups().remove(&self.pgid);
+    }
+
+    /// SIGTERM to the group, `grace` to exit, then SIGKILL. Returns the status.
+    pub async fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if self.try_status().is_some() {
+            return self.status;
+        }
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(self.pgid, libc::SIGTERM) };
+        if self.wait_until(Instant::now() + grace).await.is_some() {
+            return self.status;
+        }
+        self.kill().await
+    }
+
+    /// SIGKILL to the group at once. Returns the status.
+    pub async fn kill(&mut self) -> Option<ExitStatus> {
+        if self.try_status().is_none() {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe { libc::killpg(self.pgid, libc::SIGKILL) };
+            // SIGKILL cannot be ignored; the bound only guards against a zombie
+            // that the kernel is slow to hand back.
+            self.wait_until(Instant::now() + Duration::from_secs(5)).await;
+        }
+        self.status
+    }
+
+    /// The process group id (equal to the child's pid).
+    pub fn pgid(&self) -> i32 {
+        self.pgid
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe { libc::killpg(self.pgid, libc::SIGKILL) };
+            live_groups().remove(&self.pgid);
+        }
+    }
+}
+
+async fn read_lines<R: AsyncRead + Unpin>(reader: R, mut each: impl FnMut(String)) {
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        each(line);
+    }
+}
+
+/// Describes an exit status for humans: `exit status 1`, `killed by signal 9`.
+pub fn describe(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => "still running".to_string(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => s.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    fn spawn(argv: &[String]) -> Child {
+        Child::spawn(Spec {
+            name: "test".into(),
+            argv,
+            dir: Path::new("/"),
+            env: &[],
+            env_remove: &[],
+            echo_logs: false,
+        })
+        .unwrap()
+    }
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    #[tokio::test]
+    async fn separates_protocol_lines_from_logs() {
+        let argv = sh("echo '{\"a\":1}'; echo plain; echo err >&2; echo '{\"b\":2}'");
+        let mut child = spawn(&argv);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(child.next_line(deadline).await, Next::Line("{\"a\":1}".into()));
+        assert_eq!(child.next_line(deadline).await, Next::Line("{\"b\":2}".into()));
+        assert_eq!(child.next_line(deadline).await, Next::Eof);
+        let status = child.wait_until(deadline).await;
+        assert_eq!(describe(status), "exit status 0");
+        let mut logs = child.logs().last(10);
+        logs.sort();
+        assert_eq!(logs, ["err", "plain"]);
+    }
+
+    #[tokio::test]
+    async fn deadline_then_stop_kills_the_whole_group() {
+        // The shell ignores SIGTERM and has a grandchild: both must still go.
+        let argv = sh("trap '' TERM; sleep 300 & echo \"{\\\"pid\\\":$!}\"; wait");
+        let mut child = spawn(&argv);
+        let line = match child.next_line(Instant::now() + Duration::from_secs(10)).await {
+            Next::Line(l) => l,
+            other => panic!("{other:?}"),
+        };
+        let grandchild: i32 = serde_json::from_str::<serde_json::Value>(&line).unwrap()["pid"]
+            .as_i64()
+            .unwrap() as i32;
+        assert!(alive(grandchild));
+        assert_eq!(child.next_line(Instant::now() + Duration::from_millis(100)).await, Next::Deadline);
+        let status = child.stop(Duration::from_millis(300)).await;
+        assert_eq!(describe(status), "killed by signal 9");
+        // The grandchild was in the same group; give the kernel a moment to reap it.
+        let until = Instant::now() + Duration::from_secs(5);
+        while alive(grandchild) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!alive(grandchild), "grandchild {grandchild} survived");
+    }
+
+    #[tokio::test]
+    async fn drop_kills_the_group() {
+        let child = spawn(&sh("sleep 300"));
+        let pgid = child.pgid();
+        assert!(alive(pgid));
+        drop(child);
+        let until = Instant::now() + Duration::from_secs(5);
+        // The zombie stays until reaped by tokio's orphan reaper; check the group is signalled.
+        while Instant::now() < until {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pgid, &mut status, libc::WNOHANG) };
+            if r == pgid || r == -1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("dropped child {pgid} still running");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_clear_error() {
+        let err = Child::spawn(Spec {
+            name: "server nope".into(),
+            argv: &["/nonexistent/server".to_string()],
+            dir: Path::new("/"),
+            env: &[],
+            env_remove: &[],
+            echo_logs: false,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("server nope: cannot start \"/nonexistent/server\""), "{err}");
+    }
+}

@@ -1,0 +1,366 @@
+//! The terminal report: live progress on stderr, then the matrix on stdout.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::cases::{Case, CaseGroup};
+use crate::model::{CellResult, Event, Outcome, Reporter, RunInfo, Totals};
+
+/// Width of one pairing column of the case grid.
+const COL: usize = 10;
+/// Width of the case-name column.
+const NAME_COL: usize = 32;
+
+/// Writes the matrix report to `out` and progress to `progress`.
+pub struct Terminal {
+    out: Box<dyn Write + Send>,
+    progress: Option<Box<dyn Write + Send>>,
+    info: Option<RunInfo>,
+    done: Totals,
+    started: Instant,
+    /// Redraw the progress line in place (a terminal) or print phases only.
+    live: bool,
+}
+
+impl Terminal {
+    /// `progress` gets phase lines and, when `live`, a progress line redrawn in place.
+    pub fn new(out: Box<dyn Write + Send>, progress: Option<Box<dyn Write + Send>>, live: bool) -> Terminal {
+        Terminal {
+            out,
+            progress,
+            info: None,
+            done: Totals::default(),
+            started: Instant::now(),
+            live,
+        }
+    }
+
+    fn progress_line(&mut self) -> std::io::Result<()> {
+        let Some(p) = self.progress.as_mut() else { return Ok(()) };
+        let total = self.info.as_ref().map_or(0, |i| i.cells);
+        let width = 30;
+        let filled = (self.done.cells * width).checked_div(total).unwrap_or(0);
+        write!(
+            p,
+            "\r\x1b[2K[{}{}] {}/{} cells  {}{} {}{} {}{} {}{}  {:.1} s",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            self.done.cells,
+            total,
+            Outcome::Passed.mark(),
+            self.done.passed,
+            Outcome::Failed.mark(),
+            self.done.failed,
+            Outcome::TimedOut.mark(),
+            self.done.timed_out,
+            Outcome::Unsupported.mark(),
+            self.done.unsupported,
+            self.started.elapsed().as_secs_f64()
+        )?;
+        p.flush()
+    }
+
+    fn phase(&mut self, text: &str) -> std::io::Result<()> {
+        let live = self.live;
+        let Some(p) = self.progress.as_mut() else { return Ok(()) };
+        if live {
+            write!(p, "\r\x1b[2K")?;
+        }
+        writeln!(p, "interop: {text}")?;
+        p.flush()
+    }
+
+    fn finish(&mut self, results: &[CellResult], duration: Duration, interrupted: bool) -> std::io::Result<()> {
+        if self.live
+            && let Some(p) = self.progress.as_mut()
+        {
+            write!(p, "\r\x1b[2K")?;
+            p.flush()?;
+        }
+        let info = self.info.clone();
+        render(&mut self.out, info.as_ref(), results, duration, interrupted)?;
+        self.out.flush()
+    }
+}
+
+impl Reporter for Terminal {
+    fn event(&mut self, event: &Event) -> anyhow::Result<()> {
+        match event {
+            Event::RunStarted(info) => {
+                self.started = Instant::now();
+                self.info = Some(info.clone());
+                let text = format!(
+                    "{} backend{}: {} client(s) × {} server(s) × {} case(s) = {} cells{}",
+                    info.backend,
+                    if info.tls { " with TLS" } else { "" },
+                    info.clients.len(),
+                    info.servers.len(),
+                    info.cases.len(),
+                    info.cells,
+                    info.shard.as_ref().map(|s| format!(" (shard {s})")).unwrap_or_default()
+                );
+                self.phase(&text)?;
+            }
+            Event::Phase(text) => self.phase(text)?,
+            Event::CellsStarted(_) => {}
+            Event::CellFinished(result) => {
+                self.done = Totals {
+                    cells: self.done.cells + 1,
+                    ..self.done
+                };
+                match result.outcome {
+                    Outcome::Passed => self.done.passed += 1,
+                    Outcome::Failed => self.done.failed += 1,
+                    Outcome::TimedOut => self.done.timed_out += 1,
+                    Outcome::Unsupported => self.done.unsupported += 1,
+                    Outcome::SetupError => self.done.setup_error += 1,
+                }
+                if self.live {
+                    self.progress_line()?;
+                }
+            }
+            Event::RunFinished {
+                results,
+                duration,
+                interrupted,
+            } => self.finish(results, *duration, *interrupted)?,
+        }
+        Ok(())
+    }
+}
+
+/// Formats a duration compactly: `0.4ms`, `12ms`, `1.2s`.
+pub fn short_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.1}ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.1}s", ms / 1000.0)
+    }
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    if len >= width {
+        format!("{text} ")
+    } else {
+        format!("{text}{}", " ".repeat(width - len))
+    }
+}
+
+/// Renders the whole report: per group a summary table and a case grid,
+/// then failures, then totals.
+pub fn render(
+    out: &mut dyn Write,
+    info: Option<&RunInfo>,
+    results: &[CellResult],
+    duration: Duration,
+    interrupted: bool,
+) -> std::io::Result<()> {
+    let clients: Vec<String> = match info {
+        Some(i) => i.clients.clone(),
+        None => dedup(results.iter().map(|r| r.id.client.clone())),
+    };
+    let servers: Vec<String> = match info {
+        Some(i) => i.servers.clone(),
+        None => dedup(results.iter().map(|r| r.id.server.clone())),
+    };
+    let pairings: Vec<(&str, &str)> = clients
+        .iter()
+        .flat_map(|c| servers.iter().map(move |s| (c.as_str(), s.as_str())))
+        .filter(|(c, s)| results.iter().any(|r| r.id.client == *c && r.id.server == *s))
+        .collect();
+    let by_cell: BTreeMap<(&str, &str, Case), &CellResult> = results
+        .iter()
+        .map(|r| ((r.id.client.as_str(), r.id.server.as_str(), r.id.case), r))
+        .collect();
+
+    for group in [CaseGroup::Greeter, CaseGroup::Interop] {
+        let cases: Vec<Case> = Case::all()
+            .into_iter()
+            .filter(|c| c.group() == group && results.iter().any(|r| r.id.case == *c))
+            .collect();
+        if cases.is_empty() {
+            continue;
+        }
+        writeln!(out)?;
+        writeln!(out, "{} ({} cases)", group.name(), cases.len())?;
+        // Summary: servers down, clients across.
+        let mut line = pad("  server \\ client", NAME_COL);
+        for c in &clients {
+            line.push_str(&pad(c, 16));
+        }
+        writeln!(out, "{}", line.trim_end())?;
+        for s in &servers {
+            let mut line = pad(&format!("  {s}"), NAME_COL);
+            for c in &clients {
+                let cells: Vec<&CellResult> = cases.iter().filter_map(|k| by_cell.get(&(c.as_str(), s.as_str(), *k)).copied()).collect();
+                let t = Totals::of(cells.iter().copied());
+                let text = Outcome::ALL
+                    .iter()
+                    .filter(|o| t.count(**o) > 0)
+                    .map(|o| format!("{}{}", t.count(*o), o.mark()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                line.push_str(&pad(if cells.is_empty() { "·" } else { &text }, 16));
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+        // Case grid: one row per case, one column per client→server pairing.
+        writeln!(out)?;
+        let mut head_c = pad("  client", NAME_COL);
+        let mut head_s = pad("  server", NAME_COL);
+        for (c, s) in &pairings {
+            head_c.push_str(&pad(c, COL));
+            head_s.push_str(&pad(s, COL));
+        }
+        writeln!(out, "{}", head_c.trim_end())?;
+        writeln!(out, "{}", head_s.trim_end())?;
+        for case in &cases {
+            let mut line = pad(&format!("  {case}"), NAME_COL);
+            for (c, s) in &pairings {
+                let text = match by_cell.get(&(*c, *s, *case)) {
+                    None => "·".to_string(),
+                    Some(r) if r.outcome == Outcome::Unsupported => r.outcome.mark().to_string(),
+                    Some(r) => format!("{} {}", r.outcome.mark(), short_duration(r.duration)),
+                };
+                line.push_str(&pad(&text, COL));
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "legend: {} passed  {} failed  {} timed out  {} unsupported  {} setup error  · not run",
+        Outcome::Passed.mark(),
+        Outcome::Failed.mark(),
+        Outcome::TimedOut.mark(),
+        Outcome::Unsupported.mark(),
+        Outcome::SetupError.mark()
+    )?;
+
+    let problems: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass())
+        .collect();
+    if !problems.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "failures ({}):", problems.len())?;
+        for r in problems {
+            let tag = match (&r.known_failure, r.outcome) {
+                (Some(reason), Outcome::Passed) => format!("UNEXPECTED PASS (listed as known failure: {reason})"),
+                (Some(reason), o) => format!("{} (known failure: {reason})", o.name().to_uppercase()),
+                (None, o) => o.name().to_uppercase(),
+            };
+            writeln!(out, "  {} {tag} after {}", r.id, short_duration(r.duration))?;
+            for line in r.message.lines() {
+                writeln!(out, "      {line}")?;
+            }
+            if !r.logs.is_empty() {
+                writeln!(out, "      logs:")?;
+                for line in &r.logs {
+                    writeln!(out, "        {line}")?;
+                }
+            }
+        }
+    }
+    let unsupported: BTreeMap<(Case, &str), usize> = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unsupported)
+        .fold(BTreeMap::new(), |mut m, r| {
+            *m.entry((r.id.case, r.message.as_str())).or_default() += 1;
+            m
+        });
+    if !unsupported.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "unsupported:")?;
+        for ((case, reason), n) in unsupported {
+            writeln!(out, "  {case} ({n} cell{}): {reason}", if n == 1 { "" } else { "s" })?;
+        }
+    }
+    let t = Totals::of(results);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} cells: {} passed, {} failed, {} timed out, {} unsupported, {} setup errors{}{} in {:.1} s{}",
+        t.cells,
+        t.passed,
+        t.failed,
+        t.timed_out,
+        t.unsupported,
+        t.setup_error,
+        if t.known_failures > 0 { format!(", {} known failures", t.known_failures) } else { String::new() },
+        if t.unexpected_passes > 0 { format!(", {} unexpected passes", t.unexpected_passes) } else { String::new() },
+        duration.as_secs_f64(),
+        if interrupted { " (INTERRUPTED: results are partial)" } else { "" }
+    )?;
+    let ok = !interrupted && results.iter().all(CellResult::is_ok);
+    writeln!(out, "verdict: {}", if ok { "PASS" } else { "FAIL" })?;
+    Ok(())
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for i in items {
+        if !v.contains(&i) {
+            v.push(i);
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CellId;
+
+    fn cell(client: &str, server: &str, case: Case, outcome: Outcome, message: &str) -> CellResult {
+        CellResult {
+            id: CellId {
+                client: client.into(),
+                server: server.into(),
+                case,
+            },
+            outcome,
+            duration: Duration::from_millis(3),
+            message: message.into(),
+            known_failure: None,
+            logs: vec!["[client go] boom".into()],
+        }
+    }
+
+    #[test]
+    fn renders_tables_failures_and_totals() {
+        let results = vec![
+            cell("go", "rust", Case::GreeterUnary, Outcome::Passed, ""),
+            cell("go", "rust", Case::LargeUnary, Outcome::Failed, "UnaryCall payload size = 1, want 314159"),
+            cell("go", "rust", Case::ClientCompressedStreaming, Outcome::Unsupported, "client go: no per-message control"),
+        ];
+        let mut out = Vec::new();
+        render(&mut out, None, &results, Duration::from_secs(2), false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("greeter (1 cases)"), "{text}");
+        assert!(text.contains("interop (2 cases)"), "{text}");
+        let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string();
+        assert_eq!(line("  greeter_unary").split_whitespace().collect::<Vec<_>>(), ["greeter_unary", "✓", "3ms"]);
+        assert_eq!(line("  client_compressed_streaming").split_whitespace().collect::<Vec<_>>(), ["client_compressed_streaming", "–"]);
+        assert_eq!(line("  rust ").split_whitespace().collect::<Vec<_>>(), ["rust", "1✓"]);
+        assert!(text.contains("  client=go/server=rust/large_unary FAILED after 3ms"), "{text}");
+        assert!(text.contains("      UnaryCall payload size = 1, want 314159"), "{text}");
+        assert!(text.contains("        [client go] boom"), "{text}");
+        assert!(text.contains("  client_compressed_streaming (1 cell): client go: no per-message control"), "{text}");
+        assert!(text.contains("3 cells: 1 passed, 1 failed, 0 timed out, 1 unsupported, 0 setup errors in 2.0 s"), "{text}");
+        assert!(text.ends_with("verdict: FAIL\n"), "{text}");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(Duration::from_micros(400)), "0.4ms");
+        assert_eq!(short_duration(Duration::from_millis(12)), "12ms");
+        assert_eq!(short_duration(Duration::from_millis(1234)), "1.2s");
+    }
+}
