@@ -104,6 +104,9 @@ pub struct RunArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write the report as JUnit XML (one testcase per cell) to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
     /// Stream every child's logs to stderr, prefixed with its name.
     #[arg(long, short)]
     pub verbose: bool,
@@ -229,6 +232,9 @@ pub async fn run(args: &RunArgs, cancel: CancellationToken) -> anyhow::Result<(S
     ))];
     if let Some(path) = &args.json {
         reporters.push(Box::new(report::json::Json::new(path.clone())));
+    }
+    if let Some(path) = &args.junit {
+        reporters.push(Box::new(report::junit::Junit::new(path.clone())));
     }
     let sink = Arc::new(Sink::new(reporters, prepared.known.clone()));
     let summary = runner::run(backend, &prepared.impls, &prepared.plan, &prepared.options, sink.clone(), cancel).await;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 pub mod json;
+pub mod junit;
 pub mod terminal;
 
 /// Writes `bytes` to `path` through a temporary file, so a reader never sees

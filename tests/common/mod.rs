@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use grpc_interop::backend::native::Native;
+use grpc_interop::backend::{Backend, Settings};
+use grpc_interop::manifest::{self, Implementation};
+use grpc_interop::model::{CellResult, Event, Outcome, Reporter};
+use grpc_interop::runner::{self, Options, Sink, Summary};
+use grpc_interop::select::{KnownFailures, Plan, Selection};
+use tokio_util::sync::CancellationToken;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped manifests.
+pub fn impls() -> Vec<Implementation> {
+    manifest::load_dir(&root().join("implementations")).expect("shipped manifests load")
+}
+
+/// Tests that start processes run one at a time: the machine has two cores,
+/// and the leftover-process checks need to know every process is theirs.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn settings(tls: bool) -> Settings {
+    Settings {
+        tls,
+        ready_timeout: Duration::from_secs(60),
+        build_timeout: Duration::from_secs(40 * 60),
+        stop_grace: Duration::from_secs(2),
+        verbose: false,
+    }
+}
+
+/// Builds every shipped implementation once per test binary; panics with
+/// the build's output when a build fails.
+pub fn ensure_built() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let backend = Native::new(&root(), settings(false));
+            for imp in impls() {
+                backend.prepare(&imp).await?;
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("building the implementations failed:\n{e}");
+    }
+}
+
+/// Collects every event, for assertions on what reporters see.
+#[derive(Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Vec<Event>>>);
+
+impl Reporter for Recorder {
+    fn event(&mut self, event: &Event) -> anyhow::Result<()> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// Runs `plan` natively with prebuilt implementations.
+pub async fn run_native(
+    impls: &[Implementation],
+    selection: Selection,
+    opts: Options,
+    tls: bool,
+    extra: Vec<Box<dyn Reporter>>,
+) -> Summary {
+    let plan = Plan::new(impls, &selection).expect("valid selection");
+    let backend: Arc<dyn Backend> = Arc::new(Native::new(&root(), settings(tls)));
+    let sink = Arc::new(Sink::new(extra, KnownFailures::default()));
+    runner::run(backend, impls, &plan, &opts, sink, CancellationToken::new()).await
+}
+
+pub fn prebuilt() -> Options {
+    Options {
+        skip_build: true,
+        ..Options::default()
+    }
+}
+
+/// Text listing cells that are neither passed nor unsupported, for assertion messages.
+pub fn describe_problems(results: &[CellResult]) -> String {
+    results
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported))
+        .map(|r| format!("{} {}: {}\n  {}", r.id, r.outcome.name(), r.message, r.logs.join("\n  ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Processes whose command line mentions the project's built programs.
+pub fn leftover_processes() -> Vec<String> {
+    let root = root();
+    let markers: Vec<String> = [
+        "target/interop/go/",
+        "target/release/rust-server",
+        "target/release/rust-client",
+        "python/interop_server.py",
+        "python/interop_client.py",
+    ]
+    .iter()
+    .map(|m| root.join(m).display().to_string())
+    .collect();
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(Path::new("/proc").join(&pid).join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // A zombie has an empty command line and is already dead.
+        if markers.iter().any(|m| cmd.contains(m.as_str())) {
+            found.push(format!("{pid}: {cmd}"));
+        }
+    }
+    found
+}
+
+/// Waits briefly for processes to disappear, then asserts none is left.
+pub fn assert_no_leftovers() {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftover_processes();
+        if left.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() > until {
+            panic!("processes left behind:\n{}", left.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,134 @@
+//! The matrix for real: every shipped client against every shipped server,
+//! as local processes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use grpc_interop::cases::Case;
+use grpc_interop::model::{Event, Outcome, Totals};
+use grpc_interop::select::Selection;
+
+/// Cases a library may be unable to express; nothing else may be unsupported.
+const COMPRESSION_CASES: [Case; 4] = [
+    Case::ClientCompressedUnary,
+    Case::ServerCompressedUnary,
+    Case::ClientCompressedStreaming,
+    Case::ServerCompressedStreaming,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_matrix_passes_in_every_pairing() {
+    let _serial = serial();
+    ensure_built();
+    let impls = impls();
+    let recorder = Recorder::default();
+    let summary = run_native(&impls, Selection::default(), prebuilt(), false, vec![Box::new(recorder.clone())]).await;
+
+    let names: BTreeSet<&str> = impls.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["go", "python", "rust"]));
+    assert_eq!(summary.results.len(), 3 * 3 * Case::all().len(), "one result per cell");
+    let problems = describe_problems(&summary.results);
+    assert!(problems.is_empty(), "cells that did not pass:\n{problems}");
+    assert!(summary.ok());
+
+    for r in &summary.results {
+        if r.outcome == Outcome::Unsupported {
+            assert!(COMPRESSION_CASES.contains(&r.id.case), "{} unsupported: {}", r.id, r.message);
+            assert!(!r.message.is_empty(), "{} unsupported without a reason", r.id);
+        }
+    }
+    // The non-compression cases pass in all nine pairings.
+    for case in Case::all().into_iter().filter(|c| !COMPRESSION_CASES.contains(c)) {
+        let passed = summary.results.iter().filter(|r| r.id.case == case && r.outcome == Outcome::Passed).count();
+        assert_eq!(passed, 9, "{case} passed in {passed} of 9 pairings");
+    }
+    // Every cell went through the reporters once, and the totals agree.
+    let events = recorder.0.lock().unwrap();
+    let finished = events.iter().filter(|e| matches!(e, Event::CellFinished(_))).count();
+    assert_eq!(finished, summary.results.len());
+    let totals = Totals::of(&summary.results);
+    assert_eq!(totals.passed + totals.unsupported, totals.cells);
+    drop(events);
+    assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_greeting_fails_exactly_that_servers_greeter_cells() {
+    let _serial = serial();
+    ensure_built();
+    let mut impls = impls();
+    // A second Go server that greets with another word: the same binary, one flag.
+    let mut howdy = impls.iter().find(|i| i.name == "go").unwrap().clone();
+    howdy.name = "go-howdy".to_string();
+    howdy.client = None;
+    howdy.server.as_mut().unwrap().command.extend(["--greeting".to_string(), "Howdy".to_string()]);
+    impls.push(howdy);
+    let selection = Selection {
+        servers: Some("go,go-howdy".into()),
+        cases: Some("greeter_*,large_unary".into()),
+        ..Default::default()
+    };
+    let summary = run_native(&impls, selection, prebuilt(), false, vec![]).await;
+    assert_eq!(summary.results.len(), 3 * 2 * 5);
+    for r in &summary.results {
+        let expect_fail = r.id.server == "go-howdy" && r.id.case.name().starts_with("greeter_");
+        if expect_fail {
+            assert_eq!(r.outcome, Outcome::Failed, "{}: {}", r.id, r.message);
+            assert!(r.message.contains("Howdy") && r.message.contains("Hello"), "{}: message must say got and want: {}", r.id, r.message);
+        } else {
+            assert_eq!(r.outcome, Outcome::Passed, "{}: {}", r.id, r.message);
+        }
+    }
+    assert!(!summary.ok());
+    assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_passes_over_tls() {
+    let _serial = serial();
+    ensure_built();
+    let impls = impls();
+    let selection = Selection {
+        cases: Some("greeter_unary,greeter_bidi_streaming,large_unary,custom_metadata,special_status_message".into()),
+        ..Default::default()
+    };
+    let summary = run_native(&impls, selection, prebuilt(), true, vec![]).await;
+    assert_eq!(summary.results.len(), 9 * 5);
+    let problems = describe_problems(&summary.results);
+    assert!(problems.is_empty(), "TLS cells that did not pass:\n{problems}");
+    assert!(summary.results.iter().all(|r| r.outcome == Outcome::Passed));
+    assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_case_gives_the_same_outcomes() {
+    let _serial = serial();
+    ensure_built();
+    let impls = impls();
+    let selection = Selection {
+        servers: Some("rust".into()),
+        cases: Some("greeter_*,empty_unary,ping_pong,cancel_after_begin,timeout_on_sleeping_server".into()),
+        ..Default::default()
+    };
+    let batched = run_native(&impls, selection.clone(), prebuilt(), false, vec![]).await;
+    let per_case = run_native(
+        &impls,
+        selection,
+        grpc_interop::runner::Options {
+            process_per_case: true,
+            ..prebuilt()
+        },
+        false,
+        vec![],
+    )
+    .await;
+    let outcomes = |s: &grpc_interop::runner::Summary| s.results.iter().map(|r| (r.id.clone(), r.outcome)).collect::<Vec<_>>();
+    assert_eq!(outcomes(&batched), outcomes(&per_case));
+    assert!(batched.results.iter().all(|r| r.outcome == Outcome::Passed), "{}", describe_problems(&batched.results));
+    assert_eq!(batched.results.len(), 3 * 8);
+    assert!(per_case.duration > Duration::ZERO);
+    assert_no_leftovers();
+}
