@@ -107,6 +107,9 @@ pub struct RunArgs {
     /// Also write the report as JUnit XML (one testcase per cell) to this file.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Also write a self-contained HTML page of the matrix to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Stream every child's logs to stderr, prefixed with its name.
     #[arg(long, short)]
     pub verbose: bool,
@@ -235,6 +238,9 @@ pub async fn run(args: &RunArgs, cancel: CancellationToken) -> anyhow::Result<(S
     }
     if let Some(path) = &args.junit {
         reporters.push(Box::new(report::junit::Junit::new(path.clone())));
+    }
+    if let Some(path) = &args.html {
+        reporters.push(Box::new(report::html::Html::new(path.clone())));
     }
     let sink = Arc::new(Sink::new(reporters, prepared.known.clone()));
     let summary = runner::run(backend, &prepared.impls, &prepared.plan, &prepared.options, sink.clone(), cancel).await;

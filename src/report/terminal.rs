@@ -160,14 +160,7 @@ pub fn render(
     duration: Duration,
     interrupted: bool,
 ) -> std::io::Result<()> {
-    let clients: Vec<String> = match info {
-        Some(i) => i.clients.clone(),
-        None => dedup(results.iter().map(|r| r.id.client.clone())),
-    };
-    let servers: Vec<String> = match info {
-        Some(i) => i.servers.clone(),
-        None => dedup(results.iter().map(|r| r.id.server.clone())),
-    };
+    let (clients, servers) = super::axes(info, results);
     let pairings: Vec<(&str, &str)> = clients
         .iter()
         .flat_map(|c| servers.iter().map(move |s| (c.as_str(), s.as_str())))
@@ -301,16 +294,6 @@ pub fn render(
     let ok = !interrupted && results.iter().all(CellResult::is_ok);
     writeln!(out, "verdict: {}", if ok { "PASS" } else { "FAIL" })?;
     Ok(())
-}
-
-fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for i in items {
-        if !v.contains(&i) {
-            v.push(i);
-        }
-    }
-    v
 }
 
 #[cfg(test)]
