@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -155,7 +154,7 @@ func RunCase(ctx context.Context, c *Clients, tc Case) (res Result) {
 			res.Message = fmt.Sprintf("%s panicked: %v", tc.Name, p)
 		}
 		// Microsecond resolution is plenty and keeps the lines short.
-		res.DurationMS = math.Round(float64(time.Since(start).Microseconds())) / 1000
+		res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	}()
 	if err := tc.Run(ctx, c); err != nil {
 		res.Outcome, res.Message = OutcomeFailed, err.Error()

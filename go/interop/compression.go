@@ -44,6 +44,12 @@ func (r *callRecord) setEncoding(enc string) {
 	r.encoding = enc
 }
 
+func (r *callRecord) inEncoding() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.encoding
+}
+
 func (r *callRecord) addIn(length, compressedLength int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,8 +62,11 @@ func checkPayload(ck *checks, call string, p *testingpb.Payload, want int) {
 		ck.errorf("%s payload size = %d, want %d", call, len(body), want)
 		return
 	}
-	if i := bytes.IndexFunc(body, func(r rune) bool { return r != 0 }); i >= 0 {
-		ck.errorf("%s payload has a non-zero byte at offset %d, want all zero bytes", call, i)
+	for i, b := range body {
+		if b != 0 {
+			ck.errorf("%s payload has byte 0x%02x at offset %d, want all zero bytes", call, b, i)
+			return
+		}
 	}
 }
 
@@ -81,20 +83,22 @@ func checkStatus(ck *checks, call string, err error, code codes.Code, message *s
 	}
 }
 
-// drain reads a stream to its end: n is the number of messages that still
-// came, err nil when the stream ended OK.
-func drain(recv func() error) (n int, err error) {
+// drain reads a stream to its end after the messages a case wanted: extra
+// is the number of messages that still came, err nil when it ended OK.
+func drain(s grpc.ClientStream, newMsg func() any) (extra int, err error) {
 	for {
-		err := recv()
+		err := s.RecvMsg(newMsg())
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			return extra, nil
 		}
 		if err != nil {
-			return n, err
+			return extra, err
 		}
-		n++
+		extra++
 	}
 }
+
+func newStreamingOutputResponse() any { return new(testingpb.StreamingOutputCallResponse) }
 
 func largeUnaryRequest() *testingpb.SimpleRequest {
 	return &testingpb.SimpleRequest{
@@ -177,18 +181,509 @@ func DoServerStreaming(ctx context.Context, c *Clients) error {
 		ck.errorf("StreamingOutputCall could not start: %s", rpcStatus(err))
 		return ck.err()
 	}
-	n, err := drain(func() error {
+	n := 0
+	for {
 		resp, err := stream.Recv()
-		if err == nil && n < len(responseSizes) {
-			// n is the count before this message: drain increments it afterwards.
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		if err == nil {
-			i := len(seenSizes(&ck, nil))
-			_ = i
-			checkResponseAt(&ck, "StreamingOutputCall", resp, responseSizes)
+		if err != nil {
+			ck.errorf("StreamingOutputCall ended with %s after %d responses, want OK", rpcStatus(err), n)
+			break
 		}
-		return err
+		if n < len(responseSizes) {
+			checkPayload(&ck, fmt.Sprintf("StreamingOutputCall response %d", n+1), resp.GetPayload(), responseSizes[n])
+		}
+		n++
+	}
+	if n != len(responseSizes) {
+		ck.errorf("StreamingOutputCall sent %d responses, want %d", n, len(responseSizes))
+	}
+	return ck.err()
+}
+
+// DoPingPong plays four request/response rounds on FullDuplexCall, each
+// request sent only after the previous response arrived.
+func DoPingPong(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	stream, err := c.Test.FullDuplexCall(ctx)
+	if err != nil {
+		ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
+		return ck.err()
+	}
+	for i := range requestSizes {
+		req := &testingpb.StreamingOutputCallRequest{
+			ResponseType:       testingpb.PayloadType_COMPRESSABLE,
+			ResponseParameters: []*testingpb.ResponseParameters{{Size: int32(responseSizes[i])}},
+			Payload:            newPayload(requestSizes[i]),
+		}
+		if err := stream.Send(req); err != nil {
+			_, err := stream.Recv()
+			ck.errorf("FullDuplexCall send of request %d failed; the call ended with %s", i+1, rpcStatus(err))
+			return ck.err()
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			ck.errorf("FullDuplexCall response %d: stream ended with %s, want a response", i+1, rpcStatus(err))
+			return ck.err()
+		}
+		checkPayload(&ck, fmt.Sprintf("FullDuplexCall response %d", i+1), resp.GetPayload(), responseSizes[i])
+	}
+	if err := stream.CloseSend(); err != nil {
+		ck.errorf("FullDuplexCall CloseSend: %v", err)
+	}
+	extra, err := drain(stream, newStreamingOutputResponse)
+	if err != nil {
+		ck.errorf("FullDuplexCall after half-close ended with %s, want OK", rpcStatus(err))
+	}
+	if extra > 0 {
+		ck.errorf("FullDuplexCall sent %d responses after half-close, want 0", extra)
+	}
+	return ck.err()
+}
+
+// DoEmptyStream half-closes FullDuplexCall at once and checks that it ends
+// OK with no response.
+func DoEmptyStream(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	stream, err := c.Test.FullDuplexCall(ctx)
+	if err != nil {
+		ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
+		return ck.err()
+	}
+	if err := stream.CloseSend(); err != nil {
+		ck.errorf("FullDuplexCall CloseSend: %v", err)
+	}
+	n, err := drain(stream, newStreamingOutputResponse)
+	if err != nil {
+		ck.errorf("FullDuplexCall with no request ended with %s, want OK", rpcStatus(err))
+	}
+	if n > 0 {
+		ck.errorf("FullDuplexCall with no request sent %d responses, want 0", n)
+	}
+	return ck.err()
+}
+
+// withEchoMetadata adds the two headers that a server must echo.
+func withEchoMetadata(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx,
+		echoInitialKey, echoInitialValue,
+		echoTrailingBinKey, echoTrailingBinVal)
+}
+
+// checkEcho checks the echoed initial value in header and binary value in trailer.
+func checkEcho(ck *checks, call string, header, trailer metadata.MD) {
+	if got := header.Get(echoInitialKey); len(got) != 1 || got[0] != echoInitialValue {
+		ck.errorf("%s initial metadata %s = %q, want [%q]", call, echoInitialKey, got, echoInitialValue)
+	}
+	if got := trailer.Get(echoTrailingBinKey); len(got) != 1 || got[0] != echoTrailingBinVal {
+		ck.errorf("%s trailing metadata %s = %q, want [%q]", call, echoTrailingBinKey, got, echoTrailingBinVal)
+	}
+}
+
+// DoCustomMetadata sends the echo headers on UnaryCall and on FullDuplexCall
+// and checks the echoed header and trailer values of both.
+func DoCustomMetadata(ctx context.Context, c *Clients) error {
+	var ck checks
+	customMetadataUnary(ctx, c, &ck)
+	customMetadataFullDuplex(ctx, c, &ck)
+	return ck.err()
+}
+
+func customMetadataUnary(ctx context.Context, c *Clients, ck *checks) {
+	ctx, cancel := context.WithTimeout(withEchoMetadata(ctx), RPCTimeout)
+	defer cancel()
+	var header, trailer metadata.MD
+	resp, err := c.Test.UnaryCall(ctx, largeUnaryRequest(), grpc.Header(&header), grpc.Trailer(&trailer))
+	if err != nil {
+		ck.errorf("UnaryCall with echo metadata ended with %s, want OK", rpcStatus(err))
+	} else {
+		checkPayload(ck, "UnaryCall with echo metadata", resp.GetPayload(), largeResponseSize)
+	}
+	checkEcho(ck, "UnaryCall", header, trailer)
+}
+
+func customMetadataFullDuplex(ctx context.Context, c *Clients, ck *checks) {
+	ctx, cancel := context.WithTimeout(withEchoMetadata(ctx), RPCTimeout)
+	defer cancel()
+	stream, err := c.Test.FullDuplexCall(ctx)
+	if err != nil {
+		ck.errorf("FullDuplexCall with echo metadata could not start: %s", rpcStatus(err))
+		return
+	}
+	req := &testingpb.StreamingOutputCallRequest{
+		ResponseType:       testingpb.PayloadType_COMPRESSABLE,
+		ResponseParameters: []*testingpb.ResponseParameters{{Size: largeResponseSize}},
+		Payload:            newPayload(largeRequestSize),
+	}
+	// A failed Send means the call ended; Recv below reports why.
+	_ = stream.Send(req)
+	if resp, err := stream.Recv(); err != nil {
+		ck.errorf("FullDuplexCall with echo metadata: stream ended with %s, want a response", rpcStatus(err))
+	} else {
+		checkPayload(ck, "FullDuplexCall with echo metadata", resp.GetPayload(), largeResponseSize)
+	}
+	if err := stream.CloseSend(); err != nil {
+		ck.errorf("FullDuplexCall CloseSend: %v", err)
+	}
+	if _, err := drain(stream, newStreamingOutputResponse); err != nil {
+		ck.errorf("FullDuplexCall with echo metadata ended with %s, want OK", rpcStatus(err))
+	}
+	// Header blocks until the headers came, which they have by now; after
+	// the stream ended, Trailer holds the trailers.
+	header, err := stream.Header()
+	if err != nil {
+		ck.errorf("FullDuplexCall Header: %s", rpcStatus(err))
+	}
+	checkEcho(ck, "FullDuplexCall", header, stream.Trailer())
+}
+
+// DoStatusCodeAndMessage asks UnaryCall and FullDuplexCall to end with
+// status UNKNOWN and a message, and checks both.
+func DoStatusCodeAndMessage(ctx context.Context, c *Clients) error {
+	var ck checks
+	msg := statusTestMessage
+	echo := &testingpb.EchoStatus{Code: int32(codes.Unknown), Message: msg}
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		_, err := c.Test.UnaryCall(ctx, &testingpb.SimpleRequest{ResponseStatus: echo})
+		checkStatus(&ck, "UnaryCall(response_status=2)", err, codes.Unknown, &msg)
+	}()
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		stream, err := c.Test.FullDuplexCall(ctx)
+		if err != nil {
+			ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
+			return
+		}
+		// A failed Send or CloseSend means the call ended; drain reports how.
+		_ = stream.Send(&testingpb.StreamingOutputCallRequest{ResponseStatus: echo})
+		_ = stream.CloseSend()
+		_, err = drain(stream, newStreamingOutputResponse)
+		checkStatus(&ck, "FullDuplexCall(response_status=2)", err, codes.Unknown, &msg)
+	}()
+	return ck.err()
+}
+
+// DoSpecialStatusMessage asks UnaryCall to end with a message of
+// whitespace and non-ASCII characters and checks it byte for byte.
+func DoSpecialStatusMessage(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	msg := specialStatusMessage
+	req := &testingpb.SimpleRequest{ResponseStatus: &testingpb.EchoStatus{Code: int32(codes.Unknown), Message: msg}}
+	_, err := c.Test.UnaryCall(ctx, req)
+	checkStatus(&ck, "UnaryCall(response_status=2, special message)", err, codes.Unknown, &msg)
+	return ck.err()
+}
+
+// DoUnimplementedMethod calls TestService.UnimplementedCall and wants UNIMPLEMENTED.
+func DoUnimplementedMethod(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	_, err := c.Test.UnimplementedCall(ctx, &testingpb.Empty{})
+	checkStatus(&ck, "TestService.UnimplementedCall", err, codes.Unimplemented, nil)
+	return ck.err()
+}
+
+// DoUnimplementedService calls UnimplementedService.UnimplementedCall and
+// wants UNIMPLEMENTED.
+func DoUnimplementedService(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	_, err := c.Unimplemented.UnimplementedCall(ctx, &testingpb.Empty{})
+	checkStatus(&ck, "UnimplementedService.UnimplementedCall", err, codes.Unimplemented, nil)
+	return ck.err()
+}
+
+// DoCancelAfterBegin starts StreamingInputCall, cancels it before sending
+// anything and wants CANCELLED.
+func DoCancelAfterBegin(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	callCtx, cancelCall := context.WithCancel(ctx)
+	defer cancelCall()
+	stream, err := c.Test.StreamingInputCall(callCtx)
+	if err != nil {
+		ck.errorf("StreamingInputCall could not start: %s", rpcStatus(err))
+		return ck.err()
+	}
+	cancelCall()
+	_, err = stream.CloseAndRecv()
+	checkStatus(&ck, "StreamingInputCall cancelled before the first message", err, codes.Canceled, nil)
+	return ck.err()
+}
+
+// DoCancelAfterFirstResponse cancels FullDuplexCall after its first
+// response and wants CANCELLED.
+func DoCancelAfterFirstResponse(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	callCtx, cancelCall := context.WithCancel(ctx)
+	defer cancelCall()
+	stream, err := c.Test.FullDuplexCall(callCtx)
+	if err != nil {
+		ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
+		return ck.err()
+	}
+	req := &testingpb.StreamingOutputCallRequest{
+		ResponseType:       testingpb.PayloadType_COMPRESSABLE,
+		ResponseParameters: []*testingpb.ResponseParameters{{Size: int32(responseSizes[0])}},
+		Payload:            newPayload(requestSizes[0]),
+	}
+	if err := stream.Send(req); err != nil {
+		_, err := stream.Recv()
+		ck.errorf("FullDuplexCall send of the first request failed; the call ended with %s", rpcStatus(err))
+		return ck.err()
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		ck.errorf("FullDuplexCall first response: stream ended with %s, want a response", rpcStatus(err))
+		return ck.err()
+	}
+	checkPayload(&ck, "FullDuplexCall first response", resp.GetPayload(), responseSizes[0])
+	cancelCall()
+	_, err = stream.Recv()
+	checkStatus(&ck, "FullDuplexCall cancelled after the first response", err, codes.Canceled, nil)
+	return ck.err()
+}
+
+// DoTimeoutOnSleepingServer gives FullDuplexCall a 1 ms deadline and wants
+// DEADLINE_EXCEEDED.
+func DoTimeoutOnSleepingServer(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, sleepingServerTimeout)
+	defer cancel()
+	const call = "FullDuplexCall with a 1 ms deadline"
+	stream, err := c.Test.FullDuplexCall(ctx)
+	if err != nil {
+		// The deadline may pass before the call even starts: that is fine.
+		checkStatus(&ck, call, err, codes.DeadlineExceeded, nil)
+		return ck.err()
+	}
+	// Sending may fail once the deadline passed; the status comes from Recv.
+	_ = stream.Send(&testingpb.StreamingOutputCallRequest{
+		ResponseType: testingpb.PayloadType_COMPRESSABLE,
+		Payload:      newPayload(requestSizes[0]),
 	})
-	_ = n
+	_, err = drain(stream, newStreamingOutputResponse)
+	checkStatus(&ck, call, err, codes.DeadlineExceeded, nil)
+	return ck.err()
+}
+
+// compressedUnaryRequest is large_unary's request with expect_compressed set.
+func compressedUnaryRequest(expect bool) *testingpb.SimpleRequest {
+	req := largeUnaryRequest()
+	req.ExpectCompressed = &testingpb.BoolValue{Value: expect}
+	return req
+}
+
+// DoClientCompressedUnary probes that the server rejects an uncompressed
+// request that claims to be compressed, then sends one gzip-compressed
+// and one uncompressed request.
+func DoClientCompressedUnary(ctx context.Context, c *Clients) error {
+	var ck checks
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		_, err := c.Test.UnaryCall(ctx, compressedUnaryRequest(true))
+		checkStatus(&ck, "UnaryCall(expect_compressed=true) sent uncompressed", err, codes.InvalidArgument, nil)
+	}()
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		ctx, rec := withCallRecord(ctx)
+		const call = "UnaryCall(expect_compressed=true) sent gzip-compressed"
+		resp, err := c.Test.UnaryCall(ctx, compressedUnaryRequest(true), grpc.UseCompressor(gzip.Name))
+		if err != nil {
+			ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
+		} else {
+			checkPayload(&ck, call, resp.GetPayload(), largeResponseSize)
+		}
+		// A check of this client, not of the server: the probe means
+		// nothing unless the request really left compressed.
+		if sent := rec.sent(); len(sent) != 1 || !sent[0] {
+			ck.errorf("%s: this client sent messages compressed=%v, want [true]", call, sent)
+		}
+	}()
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		const call = "UnaryCall(expect_compressed=false) sent uncompressed"
+		resp, err := c.Test.UnaryCall(ctx, compressedUnaryRequest(false))
+		if err != nil {
+			ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
+			return
+		}
+		checkPayload(&ck, call, resp.GetPayload(), largeResponseSize)
+	}()
+	return ck.err()
+}
+
+// checkReceivedCompression compares whether each of the n responses a call
+// returned arrived compressed with what was asked.
+func checkReceivedCompression(ck *checks, call string, rec *callRecord, want []bool, n int) {
+	got := rec.received()
+	if len(got) != n {
+		ck.errorf("%s: the stats handler saw %d responses, the call returned %d (was the channel made with interop.DialOptions?)", call, len(got), n)
+		return
+	}
+	// The response count is checked by the caller; compare what both have.
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			ck.errorf("%s response %d arrived compressed=%t, want compressed=%t", call, i+1, got[i], want[i])
+		}
+	}
+}
+
+// DoServerCompressedUnary asks UnaryCall for a compressed, then an
+// uncompressed response, and checks the payload and the compression of each.
+func DoServerCompressedUnary(ctx context.Context, c *Clients) error {
+	var ck checks
+	for _, compressed := range []bool{true, false} {
+		func() {
+			ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+			defer cancel()
+			ctx, rec := withCallRecord(ctx)
+			call := fmt.Sprintf("UnaryCall(response_compressed=%t)", compressed)
+			req := largeUnaryRequest()
+			req.ResponseCompressed = &testingpb.BoolValue{Value: compressed}
+			resp, err := c.Test.UnaryCall(ctx, req)
+			if err != nil {
+				ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
+				return
+			}
+			checkPayload(&ck, call, resp.GetPayload(), largeResponseSize)
+			checkReceivedCompression(&ck, call, rec, []bool{compressed}, 1)
+		}()
+	}
+	return ck.err()
+}
+
+// DoClientCompressedStreaming probes that the server rejects an uncompressed
+// StreamingInputCall message that claims to be compressed, then sends a
+// gzip-compressed and an uncompressed message on one call.
+//
+// grpc-go 1.85 has no per-message compression switch: a call compresses
+// every message with the compressor chosen when it started. What it has is
+// grpc.PreparedMsg, which encodes a message with the codec and compressor of
+// a given stream; SendMsg then sends those bytes, with their compression
+// flag, on whatever stream it is given. So the uncompressed message is
+// prepared on the probe's call, which has no compressor, and sent on the
+// gzip call. The client checks from its own stats that the two messages
+// really left compressed and uncompressed.
+func DoClientCompressedStreaming(ctx context.Context, c *Clients) error {
+	var ck checks
+	first := &testingpb.StreamingInputCallRequest{
+		ExpectCompressed: &testingpb.BoolValue{Value: true},
+		Payload:          newPayload(compressedStreamingFirstSize),
+	}
+	second := &testingpb.StreamingInputCallRequest{
+		ExpectCompressed: &testingpb.BoolValue{Value: false},
+		Payload:          newPayload(compressedStreamingSecondSize),
+	}
+	var uncompressed grpc.PreparedMsg
+	prepared := false
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		const call = "StreamingInputCall(expect_compressed=true) sent uncompressed"
+		probe, err := c.Test.StreamingInputCall(ctx)
+		if err != nil {
+			ck.errorf("%s could not start: %s", call, rpcStatus(err))
+			return
+		}
+		if err := uncompressed.Encode(probe, second); err != nil {
+			ck.errorf("grpc.PreparedMsg.Encode on an uncompressed StreamingInputCall: %v", err)
+		} else {
+			prepared = true
+		}
+		// A failed Send means the server already ended the call.
+		_ = probe.Send(first)
+		_, err = probe.CloseAndRecv()
+		checkStatus(&ck, call, err, codes.InvalidArgument, nil)
+	}()
+	if !prepared {
+		return ck.err()
+	}
+	func() {
+		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		defer cancel()
+		ctx, rec := withCallRecord(ctx)
+		const call = "StreamingInputCall(compressed 27182 bytes, then uncompressed 45904 bytes)"
+		stream, err := c.Test.StreamingInputCall(ctx, grpc.UseCompressor(gzip.Name))
+		if err != nil {
+			ck.errorf("%s could not start: %s", call, rpcStatus(err))
+			return
+		}
+		// A failed Send means the server ended the call; CloseAndRecv says how.
+		if err := stream.Send(first); err == nil {
+			_ = stream.SendMsg(&uncompressed)
+		}
+		resp, err := stream.CloseAndRecv()
+		if err != nil {
+			ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
+		} else if got := resp.GetAggregatedPayloadSize(); got != compressedStreamingAggregated {
+			ck.errorf("%s aggregated_payload_size = %d, want %d", call, got, compressedStreamingAggregated)
+		}
+		if sent, want := rec.sent(), []bool{true, false}; fmt.Sprint(sent) != fmt.Sprint(want) {
+			ck.errorf("%s: this client sent messages compressed=%v, want %v", call, sent, want)
+		}
+	}()
+	return ck.err()
+}
+
+// DoServerCompressedStreaming asks StreamingOutputCall for a compressed and
+// an uncompressed response and checks their sizes, order and compression.
+func DoServerCompressedStreaming(ctx context.Context, c *Clients) error {
+	var ck checks
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	ctx, rec := withCallRecord(ctx)
+	sizes := []int{serverCompressedFirstSize, serverCompressedSecondSize}
+	compressed := []bool{true, false}
+	req := &testingpb.StreamingOutputCallRequest{ResponseType: testingpb.PayloadType_COMPRESSABLE}
+	for i := range sizes {
+		req.ResponseParameters = append(req.ResponseParameters, &testingpb.ResponseParameters{
+			Size:       int32(sizes[i]),
+			Compressed: &testingpb.BoolValue{Value: compressed[i]},
+		})
+	}
+	const call = "StreamingOutputCall(compressed 31415, uncompressed 92653)"
+	stream, err := c.Test.StreamingOutputCall(ctx, req)
+	if err != nil {
+		ck.errorf("%s could not start: %s", call, rpcStatus(err))
+		return ck.err()
+	}
+	n := 0
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			ck.errorf("%s ended with %s after %d responses, want OK", call, rpcStatus(err), n)
+			break
+		}
+		if n < len(sizes) {
+			checkPayload(&ck, fmt.Sprintf("%s response %d", call, n+1), resp.GetPayload(), sizes[n])
+		}
+		n++
+	}
+	if n != len(sizes) {
+		ck.errorf("%s sent %d responses, want %d", call, n, len(sizes))
+	}
+	checkReceivedCompression(&ck, call, rec, compressed, n)
 	return ck.err()
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+
+	"polyglot-grpc-interop/go/interop"
+)
+
+func TestBadUsageIsExitTwo(t *testing.T) {
+	for _, args := range [][]string{
+		{"--server_port", "1", "--test_case", "large_unary,nope"},
+		{"--test_case", "large_unary"},
+		{"--server_port", "1", "--use_tls", "--tls_ca_file", "/nonexistent/ca.pem"},
+		{"--server_port", "1", "--no_such_flag"},
+		{"--server_port", "1", "extra"},
+	} {
+		var out strings.Builder
+		_, err := run(args, &out)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("run(%q) printed %q before failing, want nothing", args, out.String())
+		}
+	}
+}
+
+// TestResultLines runs two cases against an in-process server and checks
+// the printed lines.
+func TestResultLines(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := interop.NewServer("Hi")
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+
+	var out strings.Builder
+	failed, err := run([]string{"--server_host", "127.0.0.1", "--server_port", port, "--test_case", "empty_unary,greeter_unary"}, &out)
+	if err != nil || !failed {
+		t.Fatalf("run = failed %t, %v; want failed true (greeter_unary against a Hi server), nil", failed, err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("run printed %d lines, want 2:\n%s", len(lines), out.String())
+	}
+	want := []interop.Result{
+		{Event: "result", Case: "empty_unary", Outcome: "passed"},
+		{Event: "result", Case: "greeter_unary", Outcome: "failed", Message: `SayHello message = "Hi interop", want "Hello interop"`},
+	}
+	for i, line := range lines {
+		var got interop.Result
+		if err := json.Unmarshal([]byte(line), &got); err != nil {
+			t.Fatalf("line %d %q: %v", i+1, line, err)
+		}
+		if got.DurationMS <= 0 {
+			t.Errorf("line %d duration_ms = %v, want > 0", i+1, got.DurationMS)
+		}
+		got.DurationMS = 0
+		if got != want[i] {
+			t.Errorf("line %d = %+v, want %+v", i+1, got, want[i])
+		}
+	}
+}

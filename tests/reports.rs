@@ -1,0 +1,148 @@
+//! Reports of a real run agree with each other: terminal, JSON, JUnit and
+//! the HTML page as a real browser (headless Chromium) renders it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use grpc_interop::model::{Outcome, Reporter};
+use grpc_interop::report::{html::Html, json::Json, junit::Junit, terminal::Terminal};
+use grpc_interop::select::Selection;
+
+/// Where Debian's chromium package puts the browser.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs headless Chromium on `page` with `args`; returns its stdout.
+async fn chromium(profile: &Path, page: &Path, args: &[&str]) -> String {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium) to test the HTML report in a real browser"
+    );
+    let mut argv: Vec<String> = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        // Without these Chromium keeps trying to reach Google's hosts.
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push(format!("--user-data-dir={}", profile.display()));
+    argv.extend(args.iter().map(|s| s.to_string()));
+    argv.push(format!("file://{}", page.display()));
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).current_dir(profile).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    // Chromium normally finishes in a few seconds; the bound turns a hang into a failure.
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium finished within 90 s")
+        .expect("chromium starts");
+    assert!(out.status.success(), "chromium failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn count(dom: &str, id: &str) -> usize {
+    let marker = format!("id=\"{id}\">");
+    let start = dom.find(&marker).unwrap_or_else(|| panic!("{id} not in the rendered page")) + marker.len();
+    let end = start + dom[start..].find('<').unwrap();
+    dom[start..end].trim().parse().unwrap()
+}
+
+/// Reads width and height from a PNG's IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
+    let _serial = serial();
+    ensure_built();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("report.json");
+    let junit_path = dir.path().join("report.xml");
+    let html_path = dir.path().join("report.html");
+    let term_path = dir.path().join("terminal.txt");
+    let term_file = std::fs::File::create(&term_path).unwrap();
+    let reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(Terminal::new(Box::new(term_file), None, false)),
+        Box::new(Json::new(json_path.clone())),
+        Box::new(Junit::new(junit_path.clone())),
+        Box::new(Html::new(html_path.clone())),
+    ];
+    let selection = Selection {
+        cases: Some("greeter_*,large_unary,client_compressed_streaming,status_code_and_message".into()),
+        ..Default::default()
+    };
+    let summary = run_native(&impls(), selection, prebuilt(), false, reporters).await;
+    let cells = summary.results.len();
+    assert_eq!(cells, 9 * 7);
+
+    // JSON: the documented schema, one entry per cell.
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["schema"], grpc_interop::report::json::SCHEMA);
+    assert_eq!(json["cells"].as_array().unwrap().len(), cells);
+    assert_eq!(json["totals"]["cells"], cells);
+    let versions: Vec<String> = json["run"]["implementations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| format!("{} {}", i["library"].as_str().unwrap(), i["version"].as_str().unwrap()))
+        .collect();
+    assert!(versions.contains(&"grpc-go 1.85.0".to_string()), "{versions:?}");
+    let from_json = |outcome: Outcome| json["totals"][outcome.name()].as_u64().unwrap() as usize;
+    let from_results = |outcome: Outcome| summary.results.iter().filter(|r| r.outcome == outcome).count();
+    for o in Outcome::ALL {
+        assert_eq!(from_json(o), from_results(o), "{o:?}");
+    }
+    assert!(from_json(Outcome::Passed) >= 9 * 6, "{}", describe_problems(&summary.results));
+
+    // JUnit: one testcase per cell.
+    let xml = std::fs::read_to_string(&junit_path).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), cells);
+    assert_eq!(xml.matches("<skipped").count(), from_json(Outcome::Unsupported));
+
+    // Terminal: the same totals line.
+    let text = std::fs::read_to_string(&term_path).unwrap();
+    let want = format!(
+        "{cells} cells: {} passed, {} failed, {} timed out, {} unsupported, {} setup errors",
+        from_json(Outcome::Passed),
+        from_json(Outcome::Failed),
+        from_json(Outcome::TimedOut),
+        from_json(Outcome::Unsupported),
+        from_json(Outcome::SetupError)
+    );
+    assert!(text.contains(&want), "want {want:?} in:\n{text}");
+
+    // HTML, as the browser renders it.
+    let profile = dir.path().join("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let dom = chromium(&profile, &html_path, &["--dump-dom"]).await;
+    assert_eq!(count(&dom, "count-cells"), cells);
+    for o in Outcome::ALL {
+        assert_eq!(count(&dom, &format!("count-{}", o.name())), from_json(o), "{o:?} in the page");
+    }
+    assert_eq!(dom.matches("class=\"cell ").count(), cells, "one coloured grid cell per matrix cell");
+    assert_eq!(dom.matches("class=\"case\"").count(), 7, "one grid per case");
+
+    let shot: PathBuf = dir.path().join("report.png");
+    chromium(&profile, &html_path, &["--window-size=1280,1800", &format!("--screenshot={}", shot.display())]).await;
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(png_size(&png), (1280, 1800));
+    // A blank page compresses to a few kilobytes; grids of coloured cells do not.
+    assert!(png.len() > 30_000, "screenshot looks blank ({} bytes)", png.len());
+    // Keep a copy for people to look at.
+    let keep = root().join("target/html-report-screenshot.png");
+    let _ = std::fs::copy(&shot, &keep);
+    assert_no_leftovers();
+}
