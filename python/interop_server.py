@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from interop.server import main  # noqa: E402
+from interop.server import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,7 +30,7 @@ if [[ -x "$venv/bin/python" && -r "$stamp" && "$(<"$stamp")" == "$want" ]]; then
 fi
 
 python="${PYTHON:-python3}"
-command -v "$python" >/dev/null 2>&1 || die "$python not found on PATH (need CPython >= 3.10)"
+command -v "$python" >/dev/null 2>&1 || die "$python not found on PATH (need CPython >= 3.11)"
 
 mkdir -p "$root/target/interop"
 # Two builds at once (e.g. a runner and a developer) must not pip into the same

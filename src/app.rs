@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build what is needed, run the matrix, report it.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List implementations, their versions, the cases, and what is unsupported where.
     List(CommonArgs),
 }
@@ -120,7 +120,9 @@ pub struct RunArgs {
 /// was built from.
 pub fn find_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(root) = explicit {
-        return root.canonicalize().with_context(|| format!("--root {}", root.display()));
+        return root
+            .canonicalize()
+            .with_context(|| format!("--root {}", root.display()));
     }
     let cwd = std::env::current_dir().context("reading the current folder")?;
     for dir in cwd.ancestors() {
@@ -132,11 +134,16 @@ pub fn find_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if built.join("implementations").is_dir() {
         return Ok(built);
     }
-    bail!("cannot find the repository root (a folder with implementations/ and Cargo.toml); pass --root")
+    bail!(
+        "cannot find the repository root (a folder with implementations/ and Cargo.toml); pass --root"
+    )
 }
 
 fn load_impls(common: &CommonArgs, root: &Path) -> anyhow::Result<Vec<Implementation>> {
-    let dir = common.implementations.clone().unwrap_or_else(|| root.join("implementations"));
+    let dir = common
+        .implementations
+        .clone()
+        .unwrap_or_else(|| root.join("implementations"));
     Ok(manifest::load_dir(&dir)?)
 }
 
@@ -218,13 +225,19 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
 /// Makes the backend of `kind`.
 pub fn make_backend(kind: BackendKind, prepared: &Prepared) -> anyhow::Result<Arc<dyn Backend>> {
     match kind {
-        BackendKind::Native => Ok(Arc::new(Native::new(&prepared.root, prepared.settings.clone()))),
+        BackendKind::Native => Ok(Arc::new(Native::new(
+            &prepared.root,
+            prepared.settings.clone(),
+        ))),
         BackendKind::Docker => bail!("the docker backend is not available in this build"),
     }
 }
 
 /// Runs the matrix with the terminal report on stdout/stderr plus the files asked for.
-pub async fn run(args: &RunArgs, cancel: CancellationToken) -> anyhow::Result<(Summary, Vec<String>)> {
+pub async fn run(
+    args: &RunArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<(Summary, Vec<String>)> {
     let prepared = prepare(args)?;
     let backend = make_backend(args.backend, &prepared).map_err(UsageError)?;
     let stderr_live = std::io::stderr().is_terminal();
@@ -243,7 +256,15 @@ pub async fn run(args: &RunArgs, cancel: CancellationToken) -> anyhow::Result<(S
         reporters.push(Box::new(report::html::Html::new(path.clone())));
     }
     let sink = Arc::new(Sink::new(reporters, prepared.known.clone()));
-    let summary = runner::run(backend, &prepared.impls, &prepared.plan, &prepared.options, sink.clone(), cancel).await;
+    let summary = runner::run(
+        backend,
+        &prepared.impls,
+        &prepared.plan,
+        &prepared.options,
+        sink.clone(),
+        cancel,
+    )
+    .await;
     Ok((summary, sink.errors()))
 }
 
@@ -253,12 +274,22 @@ pub fn list(common: &CommonArgs, out: &mut dyn std::io::Write) -> anyhow::Result
     let impls = load_impls(common, &root).map_err(UsageError)?;
     writeln!(out, "implementations:")?;
     for i in &impls {
-        let roles: Vec<&str> = [("server", i.server.is_some()), ("client", i.client.is_some())]
-            .iter()
-            .filter(|(_, has)| *has)
-            .map(|(r, _)| *r)
-            .collect();
-        writeln!(out, "  {:<10} {:<22} {:<15} {}", i.name, i.library_version(), roles.join("+"), i.source.display())?;
+        let roles: Vec<&str> = [
+            ("server", i.server.is_some()),
+            ("client", i.client.is_some()),
+        ]
+        .iter()
+        .filter(|(_, has)| *has)
+        .map(|(r, _)| *r)
+        .collect();
+        writeln!(
+            out,
+            "  {:<10} {:<22} {:<15} {}",
+            i.name,
+            i.library_version(),
+            roles.join("+"),
+            i.source.display()
+        )?;
     }
     writeln!(out)?;
     writeln!(out, "cases:")?;

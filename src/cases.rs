@@ -116,7 +116,11 @@ mod tests {
     fn names_round_trip_and_are_snake_case() {
         for case in Case::all() {
             assert_eq!(case.name().parse::<Case>().unwrap(), case);
-            assert!(case.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(
+                case.name()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_')
+            );
         }
         assert_eq!(Case::all().len(), 22);
         assert_eq!(Case::LargeUnary.name(), "large_unary");
@@ -137,7 +141,10 @@ mod tests {
 
     #[test]
     fn groups_split_greeter_from_interop() {
-        let greeter = Case::all().into_iter().filter(|c| c.group() == CaseGroup::Greeter).count();
+        let greeter = Case::all()
+            .into_iter()
+            .filter(|c| c.group() == CaseGroup::Greeter)
+            .count();
         assert_eq!(greeter, 4);
     }
 }

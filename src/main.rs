@@ -3,7 +3,9 @@
 //! 2 bad usage or configuration; 130 interrupted (results printed are partial).
 
 use clap::Parser;
-use grpc_interop::app::{self, Cli, Command, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError};
+use grpc_interop::app::{
+    self, Cli, Command, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+};
 use tokio_util::sync::CancellationToken;
 
 fn main() {
@@ -11,7 +13,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
     let code = match tokio::runtime::Runtime::new() {
@@ -30,7 +33,11 @@ async fn real_main(cli: Cli) -> i32 {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("interop: {e:#}");
-                if e.is::<UsageError>() { EXIT_USAGE } else { EXIT_FAILED }
+                if e.is::<UsageError>() {
+                    EXIT_USAGE
+                } else {
+                    EXIT_FAILED
+                }
             }
         },
         Command::Run(args) => {
@@ -51,7 +58,11 @@ async fn real_main(cli: Cli) -> i32 {
                 }
                 Err(e) => {
                     eprintln!("interop: {e:#}");
-                    if e.is::<UsageError>() { EXIT_USAGE } else { EXIT_FAILED }
+                    if e.is::<UsageError>() {
+                        EXIT_USAGE
+                    } else {
+                        EXIT_FAILED
+                    }
                 }
             }
         }
@@ -63,7 +74,10 @@ async fn real_main(cli: Cli) -> i32 {
 fn watch_signals(cancel: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             eprintln!("interop: cannot watch signals; Ctrl-C will kill without a report");
             return;
         };
@@ -73,7 +87,9 @@ fn watch_signals(cancel: CancellationToken) {
                 _ = term.recv() => {},
             }
             if round == 0 {
-                eprintln!("\ninterop: interrupted: stopping every process and reporting what finished (again to kill at once)");
+                eprintln!(
+                    "\ninterop: interrupted: stopping every process and reporting what finished (again to kill at once)"
+                );
                 cancel.cancel();
             } else {
                 grpc_interop::process::kill_all_now();

@@ -124,7 +124,10 @@ impl Implementation {
         }
         for (i, step) in raw.build.iter().enumerate() {
             if step.command.is_empty() {
-                return Err(invalid(format!("build step {} has an empty command", i + 1)));
+                return Err(invalid(format!(
+                    "build step {} has an empty command",
+                    i + 1
+                )));
             }
         }
         for (side, role, required) in [
@@ -132,20 +135,26 @@ impl Implementation {
             ("client", &raw.client, &["{port}", "{host}", "{cases}"][..]),
         ] {
             let Some(role) = role else { continue };
-            check_template(&role.command, required).map_err(|m| invalid(format!("[{side}] command: {m}")))?;
+            check_template(&role.command, required)
+                .map_err(|m| invalid(format!("[{side}] command: {m}")))?;
             for case in role.unsupported.keys() {
                 if case.parse::<Case>().is_err() {
-                    return Err(invalid(format!("[{side}.unsupported] names unknown case {case:?}")));
+                    return Err(invalid(format!(
+                        "[{side}.unsupported] names unknown case {case:?}"
+                    )));
                 }
             }
             for (case, reason) in &role.unsupported {
                 if reason.trim().is_empty() {
-                    return Err(invalid(format!("[{side}.unsupported] {case}: the reason is empty")));
+                    return Err(invalid(format!(
+                        "[{side}.unsupported] {case}: the reason is empty"
+                    )));
                 }
             }
         }
         if let Some(docker) = &raw.docker {
-            check_template(&docker.server, &["{port}"]).map_err(|m| invalid(format!("[docker] server: {m}")))?;
+            check_template(&docker.server, &["{port}"])
+                .map_err(|m| invalid(format!("[docker] server: {m}")))?;
             check_template(&docker.client, &["{port}", "{host}", "{cases}"])
                 .map_err(|m| invalid(format!("[docker] client: {m}")))?;
         }
@@ -172,12 +181,20 @@ impl Implementation {
 
     /// Why this implementation's server cannot serve `case`, if it cannot.
     pub fn server_unsupported(&self, case: Case) -> Option<&str> {
-        self.server.as_ref()?.unsupported.get(case.name()).map(String::as_str)
+        self.server
+            .as_ref()?
+            .unsupported
+            .get(case.name())
+            .map(String::as_str)
     }
 
     /// Why this implementation's client cannot run `case`, if it cannot.
     pub fn client_unsupported(&self, case: Case) -> Option<&str> {
-        self.client.as_ref()?.unsupported.get(case.name()).map(String::as_str)
+        self.client
+            .as_ref()?
+            .unsupported
+            .get(case.name())
+            .map(String::as_str)
     }
 
     /// "library version", e.g. "grpc-go 1.85.0".
@@ -304,19 +321,27 @@ command = ["{root}/bin/client", "--server_host={host}", "--server_port={port}", 
         assert_eq!(imp.name, "go");
         assert_eq!(imp.library_version(), "grpc-go 1.85.0");
         assert_eq!(imp.build[0].dir.as_deref(), Some("go"));
-        assert_eq!(imp.server_unsupported(Case::ClientCompressedUnary), Some("cannot see compression"));
+        assert_eq!(
+            imp.server_unsupported(Case::ClientCompressedUnary),
+            Some("cannot see compression")
+        );
         assert_eq!(imp.server_unsupported(Case::LargeUnary), None);
         assert_eq!(imp.client_unsupported(Case::ClientCompressedUnary), None);
     }
 
     fn error_of(text: &str) -> String {
-        Implementation::parse(text, Path::new("impl/x.toml")).unwrap_err().to_string()
+        Implementation::parse(text, Path::new("impl/x.toml"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn rejects_unknown_cases_placeholders_and_fields_naming_the_file() {
         let err = error_of(&GOOD.replace("client_compressed_unary", "client_compresed_unary"));
-        assert!(err.starts_with("impl/x.toml: ") && err.contains("client_compresed_unary"), "{err}");
+        assert!(
+            err.starts_with("impl/x.toml: ") && err.contains("client_compresed_unary"),
+            "{err}"
+        );
         let err = error_of(&GOOD.replace("{root}/bin/server", "{rot}/bin/server"));
         assert!(err.contains("unknown placeholder {rot}"), "{err}");
         let err = error_of(&GOOD.replace("--test_case={cases}", "--test_case=all"));
@@ -337,7 +362,11 @@ command = ["{root}/bin/client", "--server_host={host}", "--server_port={port}", 
             port: "7".into(),
             cases: "a,b".into(),
         };
-        let out = t.expand(&["{root}/c".into(), "--x={host}:{port}".into(), "{cases}".into()]);
+        let out = t.expand(&[
+            "{root}/c".into(),
+            "--x={host}:{port}".into(),
+            "{cases}".into(),
+        ]);
         assert_eq!(out, vec!["/r/c", "--x=h:7", "a,b"]);
     }
 

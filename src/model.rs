@@ -63,7 +63,10 @@ pub struct CellId {
 impl CellId {
     /// Hierarchical, filterable name: `client=go/server=rust/ping_pong`.
     pub fn path(&self) -> String {
-        format!("client={}/server={}/{}", self.client, self.server, self.case)
+        format!(
+            "client={}/server={}/{}",
+            self.client, self.server, self.case
+        )
     }
 }
 
@@ -139,7 +142,10 @@ impl Totals {
                 Outcome::Unsupported => t.unsupported += 1,
                 Outcome::SetupError => t.setup_error += 1,
             }
-            if r.known_failure.is_some() && r.outcome != Outcome::Passed && r.outcome != Outcome::Unsupported {
+            if r.known_failure.is_some()
+                && r.outcome != Outcome::Passed
+                && r.outcome != Outcome::Unsupported
+            {
                 t.known_failures += 1;
             }
             if r.is_unexpected_pass() {
@@ -244,9 +250,22 @@ mod tests {
 
     #[test]
     fn totals_and_json_shape() {
-        let cells = [cell(Outcome::Passed, false), cell(Outcome::Failed, true), cell(Outcome::Passed, true)];
+        let cells = [
+            cell(Outcome::Passed, false),
+            cell(Outcome::Failed, true),
+            cell(Outcome::Passed, true),
+        ];
         let t = Totals::of(&cells);
-        assert_eq!((t.cells, t.passed, t.failed, t.known_failures, t.unexpected_passes), (3, 2, 1, 1, 1));
+        assert_eq!(
+            (
+                t.cells,
+                t.passed,
+                t.failed,
+                t.known_failures,
+                t.unexpected_passes
+            ),
+            (3, 2, 1, 1, 1)
+        );
         let json = serde_json::to_value(&cells[0]).unwrap();
         assert_eq!(json["client"], "go");
         assert_eq!(json["case"], "ping_pong");

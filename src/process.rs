@@ -24,7 +24,9 @@ const LOG_TAIL_LINES: usize = 200;
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
-    LIVE_GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Sends SIGKILL to every live child group. Used when the runner must exit
@@ -106,7 +108,7 @@ impl Child {
         for key in spec.env_remove {
             cmd.env_remove(key);
         }
-        cmd            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -125,8 +127,11 @@ impl Child {
         let mut child = cmd
             .spawn()
             .map_err(|e| anyhow::anyhow!("{}: cannot start {program:?}: {e}", spec.name))?;
-        let pid = child.id().ok_or_else(|| anyhow::anyhow!("{}: exited at once", spec.name))?;
-        let pgid = i32::try_from(pid).map_err(|_| anyhow::anyhow!("{}: pid {pid} out of range", spec.name))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("{}: exited at once", spec.name))?;
+        let pgid = i32::try_from(pid)
+            .map_err(|_| anyhow::anyhow!("{}: pid {pid} out of range", spec.name))?;
         live_groups().insert(pgid);
 
         let logs = LogTail::default();
@@ -225,7 +230,8 @@ impl Child {
             unsafe { libc::killpg(self.pgid, libc::SIGKILL) };
             // SIGKILL cannot be ignored; the bound only guards against a zombie
             // that the kernel is slow to hand back.
-            self.wait_until(Instant::now() + Duration::from_secs(5)).await;
+            self.wait_until(Instant::now() + Duration::from_secs(5))
+                .await;
         }
         self.status
     }
@@ -296,8 +302,14 @@ mod tests {
         let argv = sh("echo '{\"a\":1}'; echo plain; echo err >&2; echo '{\"b\":2}'");
         let mut child = spawn(&argv);
         let deadline = Instant::now() + Duration::from_secs(10);
-        assert_eq!(child.next_line(deadline).await, Next::Line("{\"a\":1}".into()));
-        assert_eq!(child.next_line(deadline).await, Next::Line("{\"b\":2}".into()));
+        assert_eq!(
+            child.next_line(deadline).await,
+            Next::Line("{\"a\":1}".into())
+        );
+        assert_eq!(
+            child.next_line(deadline).await,
+            Next::Line("{\"b\":2}".into())
+        );
         assert_eq!(child.next_line(deadline).await, Next::Eof);
         let status = child.wait_until(deadline).await;
         assert_eq!(describe(status), "exit status 0");
@@ -311,7 +323,10 @@ mod tests {
         // The shell ignores SIGTERM and has a grandchild: both must still go.
         let argv = sh("trap '' TERM; sleep 300 & echo \"{\\\"pid\\\":$!}\"; wait");
         let mut child = spawn(&argv);
-        let line = match child.next_line(Instant::now() + Duration::from_secs(10)).await {
+        let line = match child
+            .next_line(Instant::now() + Duration::from_secs(10))
+            .await
+        {
             Next::Line(l) => l,
             other => panic!("{other:?}"),
         };
@@ -319,7 +334,12 @@ mod tests {
             .as_i64()
             .unwrap() as i32;
         assert!(alive(grandchild));
-        assert_eq!(child.next_line(Instant::now() + Duration::from_millis(100)).await, Next::Deadline);
+        assert_eq!(
+            child
+                .next_line(Instant::now() + Duration::from_millis(100))
+                .await,
+            Next::Deadline
+        );
         let status = child.stop(Duration::from_millis(300)).await;
         assert_eq!(describe(status), "killed by signal 9");
         // The grandchild was in the same group; give the kernel a moment to reap it.
@@ -362,6 +382,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.starts_with("server nope: cannot start \"/nonexistent/server\""), "{err}");
+        assert!(
+            err.starts_with("server nope: cannot start \"/nonexistent/server\""),
+            "{err}"
+        );
     }
 }

@@ -89,20 +89,29 @@ impl Sink {
         let mut reporters = self.reporters.lock().unwrap_or_else(|p| p.into_inner());
         for r in reporters.iter_mut() {
             if let Err(e) = r.event(event) {
-                self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{e:#}"));
+                self.errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("{e:#}"));
             }
         }
     }
 
     fn finish_cell(&self, mut result: CellResult) {
         result.known_failure = self.known.reason(&result.id).map(String::from);
-        self.results.lock().unwrap_or_else(|p| p.into_inner()).push(result.clone());
+        self.results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(result.clone());
         self.emit(&Event::CellFinished(result));
     }
 
     /// Errors reporters returned.
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -119,7 +128,9 @@ struct ResultLine {
 }
 
 fn parse_result(line: &str) -> Option<ResultLine> {
-    serde_json::from_str::<ResultLine>(line).ok().filter(|r| r.event == "result")
+    serde_json::from_str::<ResultLine>(line)
+        .ok()
+        .filter(|r| r.event == "result")
 }
 
 /// Plays `plan` on `backend`. Every cell of the plan gets exactly one result,
@@ -133,7 +144,8 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Summary {
     let started = Instant::now();
-    let by_name: BTreeMap<&str, &Implementation> = impls.iter().map(|i| (i.name.as_str(), i)).collect();
+    let by_name: BTreeMap<&str, &Implementation> =
+        impls.iter().map(|i| (i.name.as_str(), i)).collect();
     let info = RunInfo {
         backend: backend.name().to_string(),
         tls: opts.tls,
@@ -153,7 +165,10 @@ pub async fn run(
         servers: plan.servers.clone(),
         cases: plan.cases.clone(),
         cells: plan.cells.len(),
-        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
     sink.emit(&Event::RunStarted(info));
 
@@ -177,7 +192,10 @@ pub async fn run(
     }
 
     // Build each implementation that plays a role in a cell to run, once.
-    let needed: BTreeSet<&str> = to_run.keys().flat_map(|(c, s)| [c.as_str(), s.as_str()]).collect();
+    let needed: BTreeSet<&str> = to_run
+        .keys()
+        .flat_map(|(c, s)| [c.as_str(), s.as_str()])
+        .collect();
     let mut broken: BTreeMap<String, String> = BTreeMap::new();
     if !opts.skip_build {
         for name in &needed {
@@ -240,7 +258,10 @@ pub async fn run(
         let setup_error = [&client, &server]
             .iter()
             .find_map(|n| broken.get(n.as_str()).cloned())
-            .or_else(|| (!servers.contains_key(&server)).then(|| "interrupted before the server started".to_string()));
+            .or_else(|| {
+                (!servers.contains_key(&server))
+                    .then(|| "interrupted before the server started".to_string())
+            });
         if let Some(message) = setup_error {
             for case in cases {
                 sink.finish_cell(CellResult {
@@ -270,7 +291,9 @@ pub async fn run(
         };
         let semaphore = semaphore.clone();
         tasks.spawn(async move {
-            let Ok(_permit) = semaphore.acquire_owned().await else { return };
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return;
+            };
             pairing.play(cases).await;
         });
     }
@@ -286,8 +309,17 @@ pub async fn run(
     }
     backend.finish().await;
 
-    let mut results = sink.results.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let order: BTreeMap<&CellId, usize> = plan.cells.iter().enumerate().map(|(i, c)| (&c.id, i)).collect();
+    let mut results = sink
+        .results
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let order: BTreeMap<&CellId, usize> = plan
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&c.id, i))
+        .collect();
     results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
     let summary = Summary {
         results,
@@ -302,9 +334,9 @@ pub async fn run(
     summary
 }
 
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let mut set = tokio::task::JoinSet::new();
@@ -364,7 +396,10 @@ impl Pairing {
                 (server.target(), server.exited())
             };
             if let Some(status) = server_gone {
-                let logs = tail_text(&format!("server {}", self.server_name), &self.server.lock().await.logs(FAILURE_LOG_LINES));
+                let logs = tail_text(
+                    &format!("server {}", self.server_name),
+                    &self.server.lock().await.logs(FAILURE_LOG_LINES),
+                );
                 for case in remaining.drain(..) {
                     self.sink.finish_cell(CellResult {
                         id: self.id(case),
@@ -377,7 +412,9 @@ impl Pairing {
                 }
                 return;
             }
-            self.sink.emit(&Event::CellsStarted(remaining.iter().map(|c| self.id(*c)).collect()));
+            self.sink.emit(&Event::CellsStarted(
+                remaining.iter().map(|c| self.id(*c)).collect(),
+            ));
             let started = Instant::now();
             let client = tokio::select! {
                 c = self.backend.start_client(&self.imp, &self.server_name, &target, &remaining) => c,
@@ -386,7 +423,10 @@ impl Pairing {
             let mut client = match client {
                 Ok(c) => c,
                 Err(e) => {
-                    self.give_up(&mut remaining, &format!("client {} did not start: {e}", self.client));
+                    self.give_up(
+                        &mut remaining,
+                        &format!("client {} did not start: {e}", self.client),
+                    );
                     return;
                 }
             };
@@ -396,7 +436,12 @@ impl Pairing {
 
     /// Reads results until every case reported, the client hangs or dies,
     /// or the run is cancelled. Removes the cases that got an outcome.
-    async fn drive(&self, client: &mut dyn ClientHandle, remaining: &mut Vec<Case>, started: Instant) {
+    async fn drive(
+        &self,
+        client: &mut dyn ClientHandle,
+        remaining: &mut Vec<Case>,
+        started: Instant,
+    ) {
         let mut deadline = started + self.opts.client_startup + self.opts.case_timeout;
         let mut last = started;
         while !remaining.is_empty() {
@@ -410,7 +455,9 @@ impl Pairing {
             };
             match next {
                 Next::Line(line) => {
-                    let Some(r) = parse_result(&line) else { continue };
+                    let Some(r) = parse_result(&line) else {
+                        continue;
+                    };
                     let Some(pos) = remaining.iter().position(|c| c.name() == r.case) else {
                         continue;
                     };
@@ -424,7 +471,9 @@ impl Pairing {
                     let status = client.stop().await;
                     let case = remaining.remove(0);
                     let mut logs = self.logs(client.logs(FAILURE_LOG_LINES)).await;
-                    logs.push(format!("[runner] client stopped after the deadline: {status}"));
+                    logs.push(format!(
+                        "[runner] client stopped after the deadline: {status}"
+                    ));
                     self.sink.finish_cell(CellResult {
                         id: self.id(case),
                         outcome: Outcome::TimedOut,
@@ -450,7 +499,10 @@ impl Pairing {
                         id: self.id(case),
                         outcome: Outcome::Failed,
                         duration: last.elapsed(),
-                        message: format!("client {} ended ({status}) before reporting this case", self.client),
+                        message: format!(
+                            "client {} ended ({status}) before reporting this case",
+                            self.client
+                        ),
                         known_failure: None,
                         logs: self.logs(client.logs(FAILURE_LOG_LINES)).await,
                     });
@@ -459,12 +511,22 @@ impl Pairing {
             }
         }
         // Every case reported: the client should now exit by itself.
-        if client.wait(Instant::now() + Duration::from_secs(5)).await.is_none() {
+        if client
+            .wait(Instant::now() + Duration::from_secs(5))
+            .await
+            .is_none()
+        {
             client.stop().await;
         }
     }
 
-    async fn finish_reported(&self, case: Case, r: ResultLine, measured: Duration, client: &mut dyn ClientHandle) {
+    async fn finish_reported(
+        &self,
+        case: Case,
+        r: ResultLine,
+        measured: Duration,
+        client: &mut dyn ClientHandle,
+    ) {
         let (outcome, message) = match r.outcome.as_str() {
             "passed" => (Outcome::Passed, String::new()),
             "failed" => (Outcome::Failed, r.message),
@@ -477,7 +539,10 @@ impl Pairing {
                     r.message
                 ),
             ),
-            other => (Outcome::Failed, format!("client {} reported unknown outcome {other:?}", self.client)),
+            other => (
+                Outcome::Failed,
+                format!("client {} reported unknown outcome {other:?}", self.client),
+            ),
         };
         let duration = if r.duration_ms.is_finite() && r.duration_ms >= 0.0 {
             Duration::from_secs_f64(r.duration_ms / 1000.0)
@@ -489,7 +554,10 @@ impl Pairing {
             vec![]
         } else {
             if let Some(status) = self.server.lock().await.exited() {
-                message.push_str(&format!(" (server {} exited during the run: {status})", self.server_name));
+                message.push_str(&format!(
+                    " (server {} exited during the run: {status})",
+                    self.server_name
+                ));
             }
             self.logs(client.logs(FAILURE_LOG_LINES)).await
         };
@@ -534,7 +602,15 @@ mod tests {
     fn result_lines() {
         let r = parse_result(r#"{"event":"result","case":"ping_pong","outcome":"failed","duration_ms":2.5,"message":"x"}"#)
             .unwrap();
-        assert_eq!((r.case.as_str(), r.outcome.as_str(), r.duration_ms, r.message.as_str()), ("ping_pong", "failed", 2.5, "x"));
+        assert_eq!(
+            (
+                r.case.as_str(),
+                r.outcome.as_str(),
+                r.duration_ms,
+                r.message.as_str()
+            ),
+            ("ping_pong", "failed", 2.5, "x")
+        );
         assert!(parse_result(r#"{"event":"listening","port":1}"#).is_none());
         assert!(parse_result("{not json").is_none());
     }

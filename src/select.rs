@@ -27,7 +27,10 @@ pub enum SelectError {
     #[error("bad --shard {0:?}: want i/n with 1 <= i <= n, e.g. 2/4")]
     BadShard(String),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     KnownFailures { path: PathBuf, message: String },
 }
@@ -43,7 +46,12 @@ impl Filter {
     /// Parses `a,b*,c`; `None` or an empty text selects everything.
     pub fn parse(flag: &'static str, text: Option<&str>) -> Result<Self, SelectError> {
         let mut globs = Vec::new();
-        for pattern in text.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for pattern in text
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let glob = Glob::new(pattern).map_err(|e| SelectError::BadPattern {
                 flag,
                 pattern: pattern.to_string(),
@@ -55,7 +63,10 @@ impl Filter {
     }
 
     /// Keeps the names matched by any glob; every glob must match something.
-    pub fn select<'a>(&self, names: impl IntoIterator<Item = &'a str> + Clone) -> Result<Vec<&'a str>, SelectError> {
+    pub fn select<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<Vec<&'a str>, SelectError> {
         if self.globs.is_empty() {
             return Ok(names.into_iter().collect());
         }
@@ -142,15 +153,26 @@ impl KnownFailures {
                 return Err(err(format!("failure {n}: the reason is empty")));
             }
             let glob = |field: &str, p: &str| {
-                Glob::new(p)
-                    .map(|g| g.compile_matcher())
-                    .map_err(|e| err(format!("failure {n}: bad {field} pattern {p:?}: {}", e.kind())))
+                Glob::new(p).map(|g| g.compile_matcher()).map_err(|e| {
+                    err(format!(
+                        "failure {n}: bad {field} pattern {p:?}: {}",
+                        e.kind()
+                    ))
+                })
             };
             let case = glob("case", &f.case)?;
             if !Case::all().iter().any(|c| case.is_match(c.name())) {
-                return Err(err(format!("failure {n}: case pattern {:?} matches no case", f.case)));
+                return Err(err(format!(
+                    "failure {n}: case pattern {:?} matches no case",
+                    f.case
+                )));
             }
-            entries.push((glob("client", &f.client)?, glob("server", &f.server)?, case, f.reason));
+            entries.push((
+                glob("client", &f.client)?,
+                glob("server", &f.server)?,
+                case,
+                f.reason,
+            ));
         }
         Ok(KnownFailures { entries })
     }
@@ -171,7 +193,9 @@ impl KnownFailures {
     pub fn reason(&self, cell: &CellId) -> Option<&str> {
         self.entries
             .iter()
-            .find(|(c, s, k, _)| c.is_match(&cell.client) && s.is_match(&cell.server) && k.is_match(cell.case.name()))
+            .find(|(c, s, k, _)| {
+                c.is_match(&cell.client) && s.is_match(&cell.server) && k.is_match(cell.case.name())
+            })
             .map(|(_, _, _, reason)| reason.as_str())
     }
 }
@@ -205,11 +229,21 @@ pub struct Plan {
 impl Plan {
     /// Builds the plan from the manifests and the selection.
     pub fn new(impls: &[Implementation], sel: &Selection) -> Result<Plan, SelectError> {
-        let client_names: Vec<&str> = impls.iter().filter(|i| i.client.is_some()).map(|i| i.name.as_str()).collect();
-        let server_names: Vec<&str> = impls.iter().filter(|i| i.server.is_some()).map(|i| i.name.as_str()).collect();
+        let client_names: Vec<&str> = impls
+            .iter()
+            .filter(|i| i.client.is_some())
+            .map(|i| i.name.as_str())
+            .collect();
+        let server_names: Vec<&str> = impls
+            .iter()
+            .filter(|i| i.server.is_some())
+            .map(|i| i.name.as_str())
+            .collect();
         let case_names: Vec<&str> = Case::all().into_iter().map(Case::name).collect();
-        let clients = Filter::parse("client", sel.clients.as_deref())?.select(client_names.iter().copied())?;
-        let servers = Filter::parse("server", sel.servers.as_deref())?.select(server_names.iter().copied())?;
+        let clients = Filter::parse("client", sel.clients.as_deref())?
+            .select(client_names.iter().copied())?;
+        let servers = Filter::parse("server", sel.servers.as_deref())?
+            .select(server_names.iter().copied())?;
         let cases: Vec<Case> = Filter::parse("case", sel.cases.as_deref())?
             .select(case_names.iter().copied())?
             .into_iter()
@@ -269,7 +303,11 @@ mod tests {
             Implementation::parse(&text, Path::new("t.toml")).unwrap()
         };
         vec![
-            make("go", "", "client_compressed_streaming = \"no per-message control\""),
+            make(
+                "go",
+                "",
+                "client_compressed_streaming = \"no per-message control\"",
+            ),
             make("python", "client_compressed_unary = \"cannot observe\"", ""),
             make("rust", "", ""),
         ]
@@ -291,7 +329,10 @@ mod tests {
             find("go", "rust", Case::ClientCompressedStreaming).as_deref(),
             Some("client go: no per-message control")
         );
-        assert_eq!(find("rust", "python", Case::ClientCompressedUnary).as_deref(), Some("server python: cannot observe"));
+        assert_eq!(
+            find("rust", "python", Case::ClientCompressedUnary).as_deref(),
+            Some("server python: cannot observe")
+        );
         assert_eq!(find("rust", "rust", Case::ClientCompressedUnary), None);
     }
 
@@ -314,7 +355,10 @@ mod tests {
             ..Default::default()
         };
         let err = Plan::new(&impls(), &sel).unwrap_err().to_string();
-        assert!(err.contains("--case \"larg_unray\" matches nothing"), "{err}");
+        assert!(
+            err.contains("--case \"larg_unray\" matches nothing"),
+            "{err}"
+        );
         let sel = Selection {
             clients: Some("java".into()),
             ..Default::default()

@@ -2,6 +2,10 @@
 //! ready, clients that hang or crash, bad input, Ctrl-C. Nothing may hang and
 //! no process may be left behind.
 
+// Each test holds the serial lock for its whole run, awaits included: it
+// has a runtime of its own, so nothing else on that runtime waits for it.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::path::Path;
@@ -33,7 +37,9 @@ impl Reporter for KillOnFirstCell {
         }
         self.done = true;
         for entry in std::fs::read_dir("/proc")?.flatten() {
-            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
             if String::from_utf8_lossy(&cmd).contains(&self.marker) {
                 let pid: i32 = entry.file_name().to_string_lossy().parse()?;
                 // SAFETY: plain kill(2) of a process this test started.
@@ -53,7 +59,12 @@ async fn a_server_killed_mid_run_gives_failed_cells_not_a_hang() {
     victim.name = "go-victim".into();
     victim.client = None;
     // A distinctive flag value lets the test find exactly this server's process.
-    victim.server.as_mut().unwrap().command.extend(["--greeting".into(), "Hello".into(), "--port".into(), "0".into()]);
+    victim.server.as_mut().unwrap().command.extend([
+        "--greeting".into(),
+        "Hello".into(),
+        "--port".into(),
+        "0".into(),
+    ]);
     impls.push(victim);
     let selection = Selection {
         clients: Some("rust".into()),
@@ -68,18 +79,33 @@ async fn a_server_killed_mid_run_gives_failed_cells_not_a_hang() {
         ..prebuilt()
     };
     let killer = KillOnFirstCell {
-        marker: "--greeting\0Hello\0--port\00".into(),
+        marker: ["--greeting", "Hello", "--port", "0"].join("\0"),
         done: false,
     };
     let started = Instant::now();
     let summary = run_native(&impls, selection, opts, false, vec![Box::new(killer)]).await;
     assert_eq!(summary.results.len(), 4);
-    assert_eq!(summary.results[0].outcome, Outcome::Passed, "{}", summary.results[0].message);
+    assert_eq!(
+        summary.results[0].outcome,
+        Outcome::Passed,
+        "{}",
+        summary.results[0].message
+    );
     for r in &summary.results[1..] {
-        assert!(matches!(r.outcome, Outcome::Failed | Outcome::TimedOut), "{}: {:?} {}", r.id, r.outcome, r.message);
+        assert!(
+            matches!(r.outcome, Outcome::Failed | Outcome::TimedOut),
+            "{}: {:?} {}",
+            r.id,
+            r.outcome,
+            r.message
+        );
         assert!(!r.message.is_empty());
     }
-    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(!summary.ok());
     assert_no_leftovers();
 }
@@ -105,20 +131,45 @@ command = ["sh", "-c", "echo starting >&2; exec sleep 300", "{port}"]
         ..Default::default()
     };
     let plan = grpc_interop::select::Plan::new(&impls, &selection).unwrap();
-    let backend: std::sync::Arc<dyn grpc_interop::backend::Backend> = std::sync::Arc::new(grpc_interop::backend::native::Native::new(
-        &root(),
-        grpc_interop::backend::Settings {
-            ready_timeout: Duration::from_secs(2),
-            ..settings(false)
-        },
-    ));
+    let backend: std::sync::Arc<dyn grpc_interop::backend::Backend> =
+        std::sync::Arc::new(grpc_interop::backend::native::Native::new(
+            &root(),
+            grpc_interop::backend::Settings {
+                ready_timeout: Duration::from_secs(2),
+                ..settings(false)
+            },
+        ));
     let sink = std::sync::Arc::new(grpc_interop::runner::Sink::new(vec![], Default::default()));
-    let summary = grpc_interop::runner::run(backend, &impls, &plan, &prebuilt(), sink, Default::default()).await;
-    let mute = summary.results.iter().find(|r| r.id.server == "mute").unwrap();
+    let summary = grpc_interop::runner::run(
+        backend,
+        &impls,
+        &plan,
+        &prebuilt(),
+        sink,
+        Default::default(),
+    )
+    .await;
+    let mute = summary
+        .results
+        .iter()
+        .find(|r| r.id.server == "mute")
+        .unwrap();
     assert_eq!(mute.outcome, Outcome::SetupError);
-    assert!(mute.message.contains("printed no readiness line within 2s"), "{}", mute.message);
-    assert!(mute.message.contains("starting"), "the server's log tail is shown: {}", mute.message);
-    let rust = summary.results.iter().find(|r| r.id.server == "rust").unwrap();
+    assert!(
+        mute.message.contains("printed no readiness line within 2s"),
+        "{}",
+        mute.message
+    );
+    assert!(
+        mute.message.contains("starting"),
+        "the server's log tail is shown: {}",
+        mute.message
+    );
+    let rust = summary
+        .results
+        .iter()
+        .find(|r| r.id.server == "rust")
+        .unwrap();
     assert_eq!(rust.outcome, Outcome::Passed, "{}", rust.message);
     assert_no_leftovers();
 }
@@ -160,7 +211,11 @@ command = ["sh", "-c", {script:?}, "sh", "{{cases}}", "{{host}}", "{{port}}"]
         ..prebuilt()
     };
     let summary = run_native(&impls, selection, opts, false, vec![]).await;
-    let got: Vec<(Case, Outcome)> = summary.results.iter().map(|r| (r.id.case, r.outcome)).collect();
+    let got: Vec<(Case, Outcome)> = summary
+        .results
+        .iter()
+        .map(|r| (r.id.case, r.outcome))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -172,11 +227,27 @@ command = ["sh", "-c", {script:?}, "sh", "{{cases}}", "{{host}}", "{{port}}"]
         ]
     );
     let timed_out = &summary.results[1];
-    assert!(timed_out.message.contains("no result within"), "{}", timed_out.message);
-    assert!(timed_out.logs.iter().any(|l| l.contains("hanging")), "{:?}", timed_out.logs);
+    assert!(
+        timed_out.message.contains("no result within"),
+        "{}",
+        timed_out.message
+    );
+    assert!(
+        timed_out.logs.iter().any(|l| l.contains("hanging")),
+        "{:?}",
+        timed_out.logs
+    );
     let crashed = &summary.results[3];
-    assert!(crashed.message.contains("exit status 3"), "{}", crashed.message);
-    assert!(crashed.logs.iter().any(|l| l.contains("crashing")), "{:?}", crashed.logs);
+    assert!(
+        crashed.message.contains("exit status 3"),
+        "{}",
+        crashed.message
+    );
+    assert!(
+        crashed.logs.iter().any(|l| l.contains("crashing")),
+        "{:?}",
+        crashed.logs
+    );
     assert_no_leftovers();
 }
 
@@ -189,18 +260,33 @@ fn interop() -> Command {
 #[test]
 fn bad_input_is_a_clear_error_with_exit_status_2() {
     for (args, want) in [
-        (vec!["run", "--case", "larg_unary"], "--case \"larg_unary\" matches nothing"),
-        (vec!["run", "--client", "java"], "choose from: go, python, rust"),
+        (
+            vec!["run", "--case", "larg_unary"],
+            "--case \"larg_unary\" matches nothing",
+        ),
+        (
+            vec!["run", "--client", "java"],
+            "choose from: go, python, rust",
+        ),
         (vec!["run", "--shard", "3/2"], "bad --shard"),
         (vec!["run", "--jobs", "0"], "--jobs must be at least 1"),
-        (vec!["run", "--known-failures", "/nonexistent.toml"], "no such file"),
-        (vec!["run", "--implementations", "/nonexistent"], "cannot read /nonexistent"),
+        (
+            vec!["run", "--known-failures", "/nonexistent.toml"],
+            "no such file",
+        ),
+        (
+            vec!["run", "--implementations", "/nonexistent"],
+            "cannot read /nonexistent",
+        ),
     ] {
         let out = interop().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{args:?}: {stderr}"
+        );
     }
 }
 
@@ -209,10 +295,24 @@ fn list_shows_implementations_cases_and_unsupported() {
     let out = interop().arg("list").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for want in ["go ", "grpc-go 1.85.0", "python ", "grpcio 1.85.1", "rust ", "tonic 0.14.9", "large_unary", "unsupported:"] {
+    for want in [
+        "go ",
+        "grpc-go 1.85.0",
+        "python ",
+        "grpcio 1.85.1",
+        "rust ",
+        "tonic 0.14.9",
+        "large_unary",
+        "unsupported:",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    assert_eq!(text.lines().filter(|l| l.ends_with(" interop") || l.ends_with(" greeter")).count(), 22);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.ends_with(" interop") || l.ends_with(" greeter"))
+            .count(),
+        22
+    );
 }
 
 #[test]
@@ -220,23 +320,45 @@ fn ctrl_c_stops_everything_and_prints_partial_results() {
     let _serial = serial();
     ensure_built();
     // One process per case with a long list keeps the run going long enough.
-    let mut child = interop()
-        .args(["run", "--no-build", "--process-per-case", "--jobs", "1", "--server", "python", "--client", "python"])
+    let child = interop()
+        .args([
+            "run",
+            "--no-build",
+            "--process-per-case",
+            "--jobs",
+            "1",
+            "--server",
+            "python",
+            "--client",
+            "python",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Wait for the servers to be up and a client to be running.
     let until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < until && !leftover_processes().iter().any(|p| p.contains("interop_client.py")) {
+    while Instant::now() < until
+        && !leftover_processes()
+            .iter()
+            .any(|p| p.contains("interop_client.py"))
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(130), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("INTERRUPTED: results are partial"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("INTERRUPTED: results are partial"),
+        "{stdout}"
+    );
     assert!(stdout.contains("verdict: FAIL"), "{stdout}");
     assert_no_leftovers();
 }

@@ -1,6 +1,10 @@
 //! The matrix for real: every shipped client against every shipped server,
 //! as local processes.
 
+// Each test holds the serial lock for its whole run, awaits included: it
+// has a runtime of its own, so nothing else on that runtime waits for it.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -25,29 +29,59 @@ async fn full_matrix_passes_in_every_pairing() {
     ensure_built();
     let impls = impls();
     let recorder = Recorder::default();
-    let summary = run_native(&impls, Selection::default(), prebuilt(), false, vec![Box::new(recorder.clone())]).await;
+    let summary = run_native(
+        &impls,
+        Selection::default(),
+        prebuilt(),
+        false,
+        vec![Box::new(recorder.clone())],
+    )
+    .await;
 
     let names: BTreeSet<&str> = impls.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, BTreeSet::from(["go", "python", "rust"]));
-    assert_eq!(summary.results.len(), 3 * 3 * Case::all().len(), "one result per cell");
+    assert_eq!(
+        summary.results.len(),
+        3 * 3 * Case::all().len(),
+        "one result per cell"
+    );
     let problems = describe_problems(&summary.results);
     assert!(problems.is_empty(), "cells that did not pass:\n{problems}");
     assert!(summary.ok());
 
     for r in &summary.results {
         if r.outcome == Outcome::Unsupported {
-            assert!(COMPRESSION_CASES.contains(&r.id.case), "{} unsupported: {}", r.id, r.message);
-            assert!(!r.message.is_empty(), "{} unsupported without a reason", r.id);
+            assert!(
+                COMPRESSION_CASES.contains(&r.id.case),
+                "{} unsupported: {}",
+                r.id,
+                r.message
+            );
+            assert!(
+                !r.message.is_empty(),
+                "{} unsupported without a reason",
+                r.id
+            );
         }
     }
     // The non-compression cases pass in all nine pairings.
-    for case in Case::all().into_iter().filter(|c| !COMPRESSION_CASES.contains(c)) {
-        let passed = summary.results.iter().filter(|r| r.id.case == case && r.outcome == Outcome::Passed).count();
+    for case in Case::all()
+        .into_iter()
+        .filter(|c| !COMPRESSION_CASES.contains(c))
+    {
+        let passed = summary
+            .results
+            .iter()
+            .filter(|r| r.id.case == case && r.outcome == Outcome::Passed)
+            .count();
         assert_eq!(passed, 9, "{case} passed in {passed} of 9 pairings");
     }
     // Every cell went through the reporters once, and the totals agree.
     let events = recorder.0.lock().unwrap();
-    let finished = events.iter().filter(|e| matches!(e, Event::CellFinished(_))).count();
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::CellFinished(_)))
+        .count();
     assert_eq!(finished, summary.results.len());
     let totals = Totals::of(&summary.results);
     assert_eq!(totals.passed + totals.unsupported, totals.cells);
@@ -64,7 +98,12 @@ async fn a_wrong_greeting_fails_exactly_that_servers_greeter_cells() {
     let mut howdy = impls.iter().find(|i| i.name == "go").unwrap().clone();
     howdy.name = "go-howdy".to_string();
     howdy.client = None;
-    howdy.server.as_mut().unwrap().command.extend(["--greeting".to_string(), "Howdy".to_string()]);
+    howdy
+        .server
+        .as_mut()
+        .unwrap()
+        .command
+        .extend(["--greeting".to_string(), "Howdy".to_string()]);
     impls.push(howdy);
     let selection = Selection {
         servers: Some("go,go-howdy".into()),
@@ -77,7 +116,12 @@ async fn a_wrong_greeting_fails_exactly_that_servers_greeter_cells() {
         let expect_fail = r.id.server == "go-howdy" && r.id.case.name().starts_with("greeter_");
         if expect_fail {
             assert_eq!(r.outcome, Outcome::Failed, "{}: {}", r.id, r.message);
-            assert!(r.message.contains("Howdy") && r.message.contains("Hello"), "{}: message must say got and want: {}", r.id, r.message);
+            assert!(
+                r.message.contains("Howdy") && r.message.contains("Hello"),
+                "{}: message must say got and want: {}",
+                r.id,
+                r.message
+            );
         } else {
             assert_eq!(r.outcome, Outcome::Passed, "{}: {}", r.id, r.message);
         }
@@ -98,7 +142,10 @@ async fn the_matrix_passes_over_tls() {
     let summary = run_native(&impls, selection, prebuilt(), true, vec![]).await;
     assert_eq!(summary.results.len(), 9 * 5);
     let problems = describe_problems(&summary.results);
-    assert!(problems.is_empty(), "TLS cells that did not pass:\n{problems}");
+    assert!(
+        problems.is_empty(),
+        "TLS cells that did not pass:\n{problems}"
+    );
     assert!(summary.results.iter().all(|r| r.outcome == Outcome::Passed));
     assert_no_leftovers();
 }
@@ -110,7 +157,9 @@ async fn one_process_per_case_gives_the_same_outcomes() {
     let impls = impls();
     let selection = Selection {
         servers: Some("rust".into()),
-        cases: Some("greeter_*,empty_unary,ping_pong,cancel_after_begin,timeout_on_sleeping_server".into()),
+        cases: Some(
+            "greeter_*,empty_unary,ping_pong,cancel_after_begin,timeout_on_sleeping_server".into(),
+        ),
         ..Default::default()
     };
     let batched = run_native(&impls, selection.clone(), prebuilt(), false, vec![]).await;
@@ -125,9 +174,18 @@ async fn one_process_per_case_gives_the_same_outcomes() {
         vec![],
     )
     .await;
-    let outcomes = |s: &grpc_interop::runner::Summary| s.results.iter().map(|r| (r.id.clone(), r.outcome)).collect::<Vec<_>>();
+    let outcomes = |s: &grpc_interop::runner::Summary| {
+        s.results
+            .iter()
+            .map(|r| (r.id.clone(), r.outcome))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(outcomes(&batched), outcomes(&per_case));
-    assert!(batched.results.iter().all(|r| r.outcome == Outcome::Passed), "{}", describe_problems(&batched.results));
+    assert!(
+        batched.results.iter().all(|r| r.outcome == Outcome::Passed),
+        "{}",
+        describe_problems(&batched.results)
+    );
     assert_eq!(batched.results.len(), 3 * 8);
     assert!(per_case.duration > Duration::ZERO);
     assert_no_leftovers();

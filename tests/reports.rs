@@ -1,6 +1,10 @@
 //! Reports of a real run agree with each other: terminal, JSON, JUnit and
 //! the HTML page as a real browser (headless Chromium) renders it.
 
+// Each test holds the serial lock for its whole run, awaits included: it
+// has a runtime of its own, so nothing else on that runtime waits for it.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -40,19 +44,30 @@ async fn chromium(profile: &Path, page: &Path, args: &[&str]) -> String {
     argv.extend(args.iter().map(|s| s.to_string()));
     argv.push(format!("file://{}", page.display()));
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).current_dir(profile).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    cmd.args(&argv[1..])
+        .current_dir(profile)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
     // Chromium normally finishes in a few seconds; the bound turns a hang into a failure.
     let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
         .await
         .expect("chromium finished within 90 s")
         .expect("chromium starts");
-    assert!(out.status.success(), "chromium failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn count(dom: &str, id: &str) -> usize {
     let marker = format!("id=\"{id}\">");
-    let start = dom.find(&marker).unwrap_or_else(|| panic!("{id} not in the rendered page")) + marker.len();
+    let start = dom
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{id} not in the rendered page"))
+        + marker.len();
     let end = start + dom[start..].find('<').unwrap();
     dom[start..end].trim().parse().unwrap()
 }
@@ -81,7 +96,9 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
         Box::new(Html::new(html_path.clone())),
     ];
     let selection = Selection {
-        cases: Some("greeter_*,large_unary,client_compressed_streaming,status_code_and_message".into()),
+        cases: Some(
+            "greeter_*,large_unary,client_compressed_streaming,status_code_and_message".into(),
+        ),
         ..Default::default()
     };
     let summary = run_native(&impls(), selection, prebuilt(), false, reporters).await;
@@ -89,7 +106,8 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
     assert_eq!(cells, 9 * 7);
 
     // JSON: the documented schema, one entry per cell.
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(json["schema"], grpc_interop::report::json::SCHEMA);
     assert_eq!(json["cells"].as_array().unwrap().len(), cells);
     assert_eq!(json["totals"]["cells"], cells);
@@ -97,20 +115,42 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| format!("{} {}", i["library"].as_str().unwrap(), i["version"].as_str().unwrap()))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["library"].as_str().unwrap(),
+                i["version"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert!(versions.contains(&"grpc-go 1.85.0".to_string()), "{versions:?}");
+    assert!(
+        versions.contains(&"grpc-go 1.85.0".to_string()),
+        "{versions:?}"
+    );
     let from_json = |outcome: Outcome| json["totals"][outcome.name()].as_u64().unwrap() as usize;
-    let from_results = |outcome: Outcome| summary.results.iter().filter(|r| r.outcome == outcome).count();
+    let from_results = |outcome: Outcome| {
+        summary
+            .results
+            .iter()
+            .filter(|r| r.outcome == outcome)
+            .count()
+    };
     for o in Outcome::ALL {
         assert_eq!(from_json(o), from_results(o), "{o:?}");
     }
-    assert!(from_json(Outcome::Passed) >= 9 * 6, "{}", describe_problems(&summary.results));
+    assert!(
+        from_json(Outcome::Passed) >= 9 * 6,
+        "{}",
+        describe_problems(&summary.results)
+    );
 
     // JUnit: one testcase per cell.
     let xml = std::fs::read_to_string(&junit_path).unwrap();
     assert_eq!(xml.matches("<testcase ").count(), cells);
-    assert_eq!(xml.matches("<skipped").count(), from_json(Outcome::Unsupported));
+    assert_eq!(
+        xml.matches("<skipped").count(),
+        from_json(Outcome::Unsupported)
+    );
 
     // Terminal: the same totals line.
     let text = std::fs::read_to_string(&term_path).unwrap();
@@ -130,17 +170,41 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
     let dom = chromium(&profile, &html_path, &["--dump-dom"]).await;
     assert_eq!(count(&dom, "count-cells"), cells);
     for o in Outcome::ALL {
-        assert_eq!(count(&dom, &format!("count-{}", o.name())), from_json(o), "{o:?} in the page");
+        assert_eq!(
+            count(&dom, &format!("count-{}", o.name())),
+            from_json(o),
+            "{o:?} in the page"
+        );
     }
-    assert_eq!(dom.matches("class=\"cell ").count(), cells, "one coloured grid cell per matrix cell");
-    assert_eq!(dom.matches("class=\"case\"").count(), 7, "one grid per case");
+    assert_eq!(
+        dom.matches("class=\"cell ").count(),
+        cells,
+        "one coloured grid cell per matrix cell"
+    );
+    assert_eq!(
+        dom.matches("class=\"case\"").count(),
+        7,
+        "one grid per case"
+    );
 
     let shot: PathBuf = dir.path().join("report.png");
-    chromium(&profile, &html_path, &["--window-size=1280,1800", &format!("--screenshot={}", shot.display())]).await;
+    chromium(
+        &profile,
+        &html_path,
+        &[
+            "--window-size=1280,1800",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    )
+    .await;
     let png = std::fs::read(&shot).expect("screenshot written");
     assert_eq!(png_size(&png), (1280, 1800));
     // A blank page compresses to a few kilobytes; grids of coloured cells do not.
-    assert!(png.len() > 30_000, "screenshot looks blank ({} bytes)", png.len());
+    assert!(
+        png.len() > 30_000,
+        "screenshot looks blank ({} bytes)",
+        png.len()
+    );
     // Keep a copy for people to look at.
     let keep = root().join("target/html-report-screenshot.png");
     let _ = std::fs::copy(&shot, &keep);

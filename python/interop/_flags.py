@@ -70,6 +70,4 @@ def setup_logging() -> None:
     level = os.environ.get("INTEROP_LOG_LEVEL", "INFO").upper()
     if not isinstance(logging.getLevelName(level), int):
         level = "INFO"
-    logging.basicConfig(
-        stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

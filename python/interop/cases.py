@@ -44,9 +44,9 @@ SLEEPING_SERVER_TIMEOUT_S = 0.001
 
 UNSUPPORTED = {
     "client_compressed_streaming": (
-        "grpcio cannot compress single messages of a client stream: compression is chosen per call "
-        "(compression=), and every request message is sent with write flags 0 (no per-message "
-        "no-compress flag, unlike the server's disable_next_message_compression)"
+        "grpcio cannot send one message of a client stream compressed and the next uncompressed: "
+        "compression is chosen per call (compression=), and grpcio sends every request message with "
+        "write flags 0 (no per-message no-compress control, unlike the server's disable_next_message_compression)"
     ),
 }
 """Cases this client cannot express with grpcio, and why. The manifest
@@ -108,10 +108,9 @@ class Checks:
         if code != want:
             self.fail(f"{what} status = {status_text(code, details)}, want {status_text(want)}")
         elif want_details is not None and details != want_details:
-            # Compared as UTF-8 bytes: the special status message must come back byte for byte.
-            got_bytes = (details or "").encode("utf-8", "surrogatepass")
-            if got_bytes != want_details.encode("utf-8"):
-                self.fail(f"{what} status message = {show(details)}, want {show(want_details)}")
+            # grpcio hands over the percent-decoded message as str; equal code points
+            # is equal UTF-8 bytes, so this is the byte-for-byte comparison.
+            self.fail(f"{what} status message = {show(details)}, want {show(want_details)}")
 
 
 @dataclass
@@ -287,7 +286,8 @@ def empty_unary(ctx: Context, checks: Checks) -> None:
     except grpc.RpcError as e:
         checks.rpc_error("EmptyCall", e)
         return
-    checks.equal("EmptyCall response type", type(reply).__name__, "Empty")
+    if not isinstance(reply, empty_pb2.Empty):
+        checks.fail(f"EmptyCall returned a {type(reply).__name__}, want grpc.testing.Empty")
 
 
 @case
@@ -510,10 +510,24 @@ def cancel_after_first_response(ctx: Context, checks: Checks) -> None:
 def timeout_on_sleeping_server(ctx: Context, checks: Checks) -> None:
     """FullDuplexCall with a 1 ms deadline and an open stream: DEADLINE_EXCEEDED."""
     with Outbox() as outbox:
+        deadline = time.monotonic() + SLEEPING_SERVER_TIMEOUT_S
         call = ctx.test.FullDuplexCall(outbox, timeout=SLEEPING_SERVER_TIMEOUT_S)
         # Whether this send makes it before the deadline does not matter: only the status does.
         outbox.send(messages_pb2.StreamingOutputCallRequest(payload=_payload(STREAM_REQUEST_SIZES[0])))
-        _expect_stream_status(checks, "FullDuplexCall", call, grpc.StatusCode.DEADLINE_EXCEEDED)
+        try:
+            for _ in call:
+                pass
+            code, details = call.code(), call.details()
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+        # A server that sees the deadline pass first resets the stream (RST_STREAM
+        # CANCEL), which can reach the client before its own timer fires. The gRPC
+        # HTTP/2 protocol notes ask clients to re-check their deadline when a call
+        # ends CANCELLED and report DEADLINE_EXCEEDED if it has passed; grpcio
+        # does not, so the check is made here.
+        if code == grpc.StatusCode.CANCELLED and time.monotonic() >= deadline:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+        checks.status("FullDuplexCall", code, details, grpc.StatusCode.DEADLINE_EXCEEDED, None)
 
 
 @case

@@ -1,9 +1,13 @@
 """The interop server: Greeter, TestService, health and reflection (implementations/CONTRACT.md)."""
 
+import contextlib
 import json
 import logging
+import os
+import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from concurrent import futures
@@ -37,6 +41,17 @@ SERVICE_NAMES = (
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
+
+UNSUPPORTED = {
+    case: (
+        "a grpcio server cannot see whether a request message was compressed: handlers get only "
+        "the decompressed message, and grpc-encoding is not in invocation_metadata(), so "
+        "expect_compressed cannot be checked"
+    )
+    for case in ("client_compressed_unary", "client_compressed_streaming")
+}
+"""Cases this server cannot serve as the contract says, and why. The manifest
+(implementations/python.toml, [server.unsupported]) lists the same."""
 
 _STATUS_BY_CODE = {status.value[0]: status for status in grpc.StatusCode}
 
@@ -74,7 +89,7 @@ class _Call:
     def __init__(self, context: grpc.ServicerContext):
         self._context = context
         self._echo_initial = None
-        self._headers_sent = False
+        self._started = False
         self._compressing = False
         for key, value in context.invocation_metadata() or ():
             if key == ECHO_INITIAL_KEY:
@@ -85,25 +100,25 @@ class _Call:
                 context.set_trailing_metadata(((ECHO_TRAILING_KEY, value),))
 
     def start(self, compress_some: bool) -> None:
-        """Fix the call's compression and send the echoed headers.
+        """Fix the call's compression and send the echoed headers (once per call).
 
         grpcio applies set_compression() through the initial metadata, so it must
         be decided before headers go out; messages that must stay uncompressed
         are then marked one by one with disable_next_message_compression().
         """
-        if self._headers_sent:
+        if self._started:
             return
         if compress_some:
             self._context.set_compression(grpc.Compression.Gzip)
             self._compressing = True
         if self._echo_initial is not None:
             self._context.send_initial_metadata(((ECHO_INITIAL_KEY, self._echo_initial),))
-        self._headers_sent = True
+        self._started = True
 
     def before_message(self, compressed: bool) -> None:
         """Choose the compression of the next response message."""
         if compressed and not self._compressing:
-            log.warning("a response asked for compression after the call's headers went out uncompressed")
+            log.warning("a response asked for compression, but this call's compression was already fixed to none")
         if self._compressing and not compressed:
             self._context.disable_next_message_compression()
 
@@ -130,8 +145,8 @@ class TestServiceServicer(test_pb2_grpc.TestServiceServicer):
     """grpc.testing.TestService, per the contract's "What every server does".
 
     `expect_compressed` is ignored: a grpcio server only ever sees the
-    decompressed message bytes, never the message's compressed flag (see the
-    manifest's [server.unsupported]).
+    decompressed message bytes, never the message's compressed flag (see
+    UNSUPPORTED).
     """
 
     def EmptyCall(self, request, context):
@@ -162,7 +177,8 @@ class TestServiceServicer(test_pb2_grpc.TestServiceServicer):
     def FullDuplexCall(self, request_iterator, context):
         call = _Call(context)
         for request in request_iterator:
-            # Headers wait for the first request, which decides the compression.
+            # Headers wait for the first request, which decides the call's
+            # compression; an empty stream still gets its echoed headers below.
             call.start(compress_some=_any_compressed([request]))
             call.apply_status(request.response_status)
             yield from self._respond(call, request)
@@ -175,6 +191,12 @@ class TestServiceServicer(test_pb2_grpc.TestServiceServicer):
         for request in requests:
             call.apply_status(request.response_status)
             yield from self._respond(call, request)
+
+    def UnimplementedCall(self, request, context):
+        # Not implemented on purpose (the unimplemented_method case). The
+        # generated base raises NotImplementedError, which grpcio also turns into
+        # UNIMPLEMENTED but logs as a traceback; abort() says the same quietly.
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
     @staticmethod
     def _respond(call: _Call, request):
@@ -230,19 +252,55 @@ def _bind(server: grpc.Server, port: int, tls_cert_key) -> int:
     errors = []
     for host in ("[::]", "0.0.0.0"):
         address = f"{host}:{port}"
-        try:
-            if tls_cert_key is None:
-                bound = server.add_insecure_port(address)
+        with _fd2_captured() as core_log:
+            try:
+                if tls_cert_key is None:
+                    bound = server.add_insecure_port(address)
+                else:
+                    credentials = grpc.ssl_server_credentials([(tls_cert_key[1], tls_cert_key[0])])
+                    bound = server.add_secure_port(address, credentials)
+            except RuntimeError as e:
+                bound, error = 0, str(e)
             else:
-                credentials = grpc.ssl_server_credentials([(tls_cert_key[1], tls_cert_key[0])])
-                bound = server.add_secure_port(address, credentials)
-        except RuntimeError as e:
-            errors.append(f"{address}: {e}")
-            continue
+                error = "bind failed"
         if bound:
+            sys.stderr.write(core_log.text)
             return bound
-        errors.append(f"{address}: bind failed")
+        # C-core's own log has the reason (e.g. "Address already in use"); the
+        # RuntimeError only says "Failed to bind".
+        reasons = sorted(set(_BIND_REASON.findall(core_log.text)))
+        errors.append(f"{address}: {', '.join(reasons) or error}")
     raise BindError(f"cannot bind port {port}: " + "; ".join(errors))
+
+
+_BIND_REASON = re.compile(r"Error in bind for address '[^']*': (.+?)(?=Error in bind|\)|$)", re.MULTILINE)
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def _fd2_captured():
+    """Collect what is written to file descriptor 2 meanwhile.
+
+    gRPC C-core logs a failed bind to stderr itself, in several lines; the
+    contract wants one line, so those lines are caught here and summed up (or
+    passed on unchanged when the bind worked). Only used before the server
+    starts, when no other thread writes to stderr.
+    """
+    captured = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.text = tmp.read().decode("utf-8", "replace")
 
 
 def listening_event(running: Running) -> str:

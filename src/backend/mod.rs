@@ -70,7 +70,10 @@ pub trait Backend: Send + Sync {
     /// Builds what the implementation needs; the error is for humans.
     fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), String>>;
     /// Starts the implementation's server and waits until it is ready.
-    fn start_server<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>>;
+    fn start_server<'a>(
+        &'a self,
+        imp: &'a Implementation,
+    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>>;
     /// Starts the implementation's client on `cases` against `target`.
     fn start_client<'a>(
         &'a self,
@@ -91,7 +94,9 @@ pub fn parse_listening(line: &str) -> Option<u16> {
     if v.get("event")?.as_str()? != "listening" {
         return None;
     }
-    u16::try_from(v.get("port")?.as_u64()?).ok().filter(|p| *p != 0)
+    u16::try_from(v.get("port")?.as_u64()?)
+        .ok()
+        .filter(|p| *p != 0)
 }
 
 /// Formats the last lines of a log for a failure report.
@@ -105,10 +110,16 @@ mod tests {
 
     #[test]
     fn listening_lines() {
-        assert_eq!(parse_listening(r#"{"event":"listening","port":40123,"tls":false}"#), Some(40123));
+        assert_eq!(
+            parse_listening(r#"{"event":"listening","port":40123,"tls":false}"#),
+            Some(40123)
+        );
         assert_eq!(parse_listening(r#"{"event":"listening","port":0}"#), None);
         assert_eq!(parse_listening(r#"{"event":"result","port":1}"#), None);
-        assert_eq!(parse_listening(r#"{"event":"listening","port":70000}"#), None);
+        assert_eq!(
+            parse_listening(r#"{"event":"listening","port":70000}"#),
+            None
+        );
         assert_eq!(parse_listening("listening on 1"), None);
     }
 }

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::time::Instant;
 
-use super::{Backend, BoxFuture, ClientHandle, Next, ServerHandle, Settings, Target, parse_listening};
+use super::{
+    Backend, BoxFuture, ClientHandle, Next, ServerHandle, Settings, Target, parse_listening,
+};
 use crate::cases::Case;
 use crate::manifest::{Implementation, Template};
 use crate::process::{Child, Spec, describe};
@@ -33,7 +35,10 @@ impl Native {
     /// A backend rooted at the repository `root`.
     pub fn new(root: &Path, settings: Settings) -> Native {
         let env = vec![
-            ("INTEROP_TLS_DIR".to_string(), root.join("testdata/tls").display().to_string()),
+            (
+                "INTEROP_TLS_DIR".to_string(),
+                root.join("testdata/tls").display().to_string(),
+            ),
             // Python must not hold result lines in a buffer.
             ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
         ];
@@ -59,7 +64,10 @@ impl Backend for Native {
 
     fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let cargo_vars: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| is_cargo_build_var(k)).collect();
+            let cargo_vars: Vec<String> = std::env::vars()
+                .map(|(k, _)| k)
+                .filter(|k| is_cargo_build_var(k))
+                .collect();
             for (i, step) in imp.build.iter().enumerate() {
                 let argv = self.template().expand(&step.command);
                 let dir = match &step.dir {
@@ -101,9 +109,15 @@ impl Backend for Native {
         })
     }
 
-    fn start_server<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>> {
+    fn start_server<'a>(
+        &'a self,
+        imp: &'a Implementation,
+    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>> {
         Box::pin(async move {
-            let role = imp.server.as_ref().ok_or_else(|| format!("{} has no server", imp.name))?;
+            let role = imp
+                .server
+                .as_ref()
+                .ok_or_else(|| format!("{} has no server", imp.name))?;
             let mut argv = Template {
                 port: "0".to_string(),
                 ..self.template()
@@ -127,11 +141,15 @@ impl Backend for Native {
                 match child.next_line(deadline).await {
                     Next::Line(line) => {
                         if let Some(port) = parse_listening(&line) {
-                            return Ok(Box::new(NativeServer { child, port }) as Box<dyn ServerHandle>);
+                            return Ok(
+                                Box::new(NativeServer { child, port }) as Box<dyn ServerHandle>
+                            );
                         }
                     }
                     Next::Eof => {
-                        let status = child.wait_until(Instant::now() + self.settings.stop_grace).await;
+                        let status = child
+                            .wait_until(Instant::now() + self.settings.stop_grace)
+                            .await;
                         child.stop(self.settings.stop_grace).await;
                         return Err(format!(
                             "{name} ({}) exited before it was ready: {}\n{}",
@@ -162,7 +180,10 @@ impl Backend for Native {
         cases: &'a [Case],
     ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, String>> {
         Box::pin(async move {
-            let role = imp.client.as_ref().ok_or_else(|| format!("{} has no client", imp.name))?;
+            let role = imp
+                .client
+                .as_ref()
+                .ok_or_else(|| format!("{} has no client", imp.name))?;
             let template = Template {
                 host: target.host.clone(),
                 port: target.port.to_string(),
@@ -230,7 +251,12 @@ impl ClientHandle for NativeClient {
     }
 
     fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<String>> {
-        Box::pin(async move { self.child.wait_until(deadline).await.map(|s| describe(Some(s))) })
+        Box::pin(async move {
+            self.child
+                .wait_until(deadline)
+                .await
+                .map(|s| describe(Some(s)))
+        })
     }
 
     fn stop(&mut self) -> BoxFuture<'_, String> {

@@ -67,7 +67,12 @@ fn css_class(outcome: Outcome) -> &'static str {
 }
 
 /// Renders the report page.
-pub fn render(info: Option<&RunInfo>, results: &[CellResult], duration: Duration, interrupted: bool) -> String {
+pub fn render(
+    info: Option<&RunInfo>,
+    results: &[CellResult],
+    duration: Duration,
+    interrupted: bool,
+) -> String {
     let totals = Totals::of(results);
     let ok = !interrupted && results.iter().all(CellResult::is_ok);
     let (clients, servers) = super::axes(info, results);
@@ -83,12 +88,23 @@ pub fn render(info: Option<&RunInfo>, results: &[CellResult], duration: Duration
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>gRPC interop matrix</title><style>{STYLE}</style></head><body>\n"
     );
-    let _ = writeln!(h, "<h1>gRPC interop matrix <span class=\"verdict {0}\" id=\"verdict\">{0}</span></h1>", if ok { "PASS" } else { "FAIL" });
+    let _ = writeln!(
+        h,
+        "<h1>gRPC interop matrix <span class=\"verdict {0}\" id=\"verdict\">{0}</span></h1>",
+        if ok { "PASS" } else { "FAIL" }
+    );
     if let Some(i) = info {
         let impls = i
             .implementations
             .iter()
-            .map(|m| format!("{} ({} {})", escape(&m.name), escape(&m.library), escape(&m.version)))
+            .map(|m| {
+                format!(
+                    "{} ({} {})",
+                    escape(&m.name),
+                    escape(&m.library),
+                    escape(&m.version)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let _ = writeln!(
@@ -96,17 +112,28 @@ pub fn render(info: Option<&RunInfo>, results: &[CellResult], duration: Duration
             "<div class=\"meta\">{} backend{}{} · {} clients × {} servers × {} cases · {:.1} s{} · {}</div>",
             escape(&i.backend),
             if i.tls { " with TLS" } else { "" },
-            i.shard.as_ref().map(|s| format!(" · shard {}", escape(s))).unwrap_or_default(),
+            i.shard
+                .as_ref()
+                .map(|s| format!(" · shard {}", escape(s)))
+                .unwrap_or_default(),
             i.clients.len(),
             i.servers.len(),
             i.cases.len(),
             duration.as_secs_f64(),
-            if interrupted { " · INTERRUPTED, results are partial" } else { "" },
+            if interrupted {
+                " · INTERRUPTED, results are partial"
+            } else {
+                ""
+            },
             impls
         );
     }
     let _ = writeln!(h, "<div class=\"totals\">");
-    let _ = writeln!(h, "<div class=\"total cells\"><span class=\"n\" id=\"count-cells\">{}</span>cells</div>", totals.cells);
+    let _ = writeln!(
+        h,
+        "<div class=\"total cells\"><span class=\"n\" id=\"count-cells\">{}</span>cells</div>",
+        totals.cells
+    );
     for o in Outcome::ALL {
         let _ = writeln!(
             h,
@@ -159,7 +186,11 @@ pub fn render(info: Option<&RunInfo>, results: &[CellResult], duration: Duration
                                 "{} — {}{}",
                                 r.id,
                                 r.outcome.name(),
-                                if r.message.is_empty() { String::new() } else { format!(": {}", r.message) }
+                                if r.message.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(": {}", r.message)
+                                }
                             );
                             let _ = write!(
                                 h,
@@ -184,7 +215,9 @@ pub fn render(info: Option<&RunInfo>, results: &[CellResult], duration: Duration
 
     let problems: Vec<&CellResult> = results
         .iter()
-        .filter(|r| !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass())
+        .filter(|r| {
+            !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass()
+        })
         .collect();
     let _ = writeln!(h, "<h2 id=\"failures\">failures ({})</h2>", problems.len());
     for r in problems {
@@ -195,9 +228,16 @@ pub fn render(info: Option<&RunInfo>, results: &[CellResult], duration: Duration
             escape(&r.id.path()),
             r.outcome.name(),
             short_duration(r.duration),
-            r.known_failure.as_ref().map(|k| format!(" (known failure: {})", escape(k))).unwrap_or_default(),
+            r.known_failure
+                .as_ref()
+                .map(|k| format!(" (known failure: {})", escape(k)))
+                .unwrap_or_default(),
             escape(&r.message),
-            if r.logs.is_empty() { String::new() } else { format!("<pre>{}</pre>", escape(&r.logs.join("\n"))) }
+            if r.logs.is_empty() {
+                String::new()
+            } else {
+                format!("<pre>{}</pre>", escape(&r.logs.join("\n")))
+            }
         );
     }
     let unsupported: BTreeMap<(Case, &str), usize> = results
@@ -270,7 +310,12 @@ mod tests {
         };
         let results = [
             cell("rust", Case::EmptyUnary, Outcome::Passed, ""),
-            cell("rust", Case::LargeUnary, Outcome::Failed, "got <b> & want \"c\""),
+            cell(
+                "rust",
+                Case::LargeUnary,
+                Outcome::Failed,
+                "got <b> & want \"c\"",
+            ),
         ];
         let page = render(None, &results, Duration::from_secs(1), false);
         assert!(page.contains("id=\"count-cells\">2<"), "{page}");

@@ -47,7 +47,12 @@ impl Json {
 }
 
 /// Serializes a finished run.
-pub fn to_string(info: Option<&RunInfo>, results: &[CellResult], duration_ms: f64, interrupted: bool) -> String {
+pub fn to_string(
+    info: Option<&RunInfo>,
+    results: &[CellResult],
+    duration_ms: f64,
+    interrupted: bool,
+) -> String {
     let report = Report {
         schema: SCHEMA,
         run: info,
@@ -70,8 +75,14 @@ impl Reporter for Json {
                 duration,
                 interrupted,
             } => {
-                let text = to_string(self.info.as_ref(), results, duration.as_secs_f64() * 1000.0, *interrupted);
-                super::write_file(&self.path, text.as_bytes()).with_context(|| format!("writing JSON report {}", self.path.display()))?;
+                let text = to_string(
+                    self.info.as_ref(),
+                    results,
+                    duration.as_secs_f64() * 1000.0,
+                    *interrupted,
+                );
+                super::write_file(&self.path, text.as_bytes())
+                    .with_context(|| format!("writing JSON report {}", self.path.display()))?;
             }
             _ => {}
         }

@@ -32,11 +32,19 @@ pub fn to_string(results: &[CellResult], duration: std::time::Duration) -> anyho
             }
             (o, Some(reason)) => {
                 let mut s = TestCaseStatus::skipped();
-                s.set_message(format!("known failure ({reason}): {}: {}", o.name(), r.message));
+                s.set_message(format!(
+                    "known failure ({reason}): {}: {}",
+                    o.name(),
+                    r.message
+                ));
                 s
             }
             (o, None) => {
-                let kind = if o == Outcome::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+                let kind = if o == Outcome::Failed {
+                    NonSuccessKind::Failure
+                } else {
+                    NonSuccessKind::Error
+                };
                 let mut s = TestCaseStatus::non_success(kind);
                 s.set_message(r.message.clone());
                 s.set_type(o.name());
@@ -70,7 +78,10 @@ impl Junit {
 
 impl Reporter for Junit {
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
-        if let Event::RunFinished { results, duration, .. } = event {
+        if let Event::RunFinished {
+            results, duration, ..
+        } = event
+        {
             let xml = to_string(results, *duration)?;
             super::write_file(&self.path, xml.as_bytes())
                 .with_context(|| format!("writing JUnit report {}", self.path.display()))?;
@@ -102,16 +113,43 @@ mod tests {
         };
         let results = [
             cell("rust", Case::EmptyUnary, Outcome::Passed, ""),
-            cell("rust", Case::LargeUnary, Outcome::Failed, "size = 1, want 314159"),
-            cell("python", Case::ClientCompressedStreaming, Outcome::Unsupported, "no per-message control"),
-            cell("python", Case::PingPong, Outcome::TimedOut, "no result within 20 s"),
+            cell(
+                "rust",
+                Case::LargeUnary,
+                Outcome::Failed,
+                "size = 1, want 314159",
+            ),
+            cell(
+                "python",
+                Case::ClientCompressedStreaming,
+                Outcome::Unsupported,
+                "no per-message control",
+            ),
+            cell(
+                "python",
+                Case::PingPong,
+                Outcome::TimedOut,
+                "no result within 20 s",
+            ),
         ];
         let xml = to_string(&results, Duration::from_secs(1)).unwrap();
         assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
         assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
-        assert!(xml.contains(r#"<testcase name="large_unary" classname="client=rust/server=go""#), "{xml}");
-        assert!(xml.contains(r#"<failure message="size = 1, want 314159" type="failed""#), "{xml}");
-        assert!(xml.contains(r#"<error message="no result within 20 s" type="timed_out""#), "{xml}");
-        assert!(xml.contains(r#"<skipped message="unsupported: no per-message control""#), "{xml}");
+        assert!(
+            xml.contains(r#"<testcase name="large_unary" classname="client=rust/server=go""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<failure message="size = 1, want 314159" type="failed""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<error message="no result within 20 s" type="timed_out""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<skipped message="unsupported: no per-message control""#),
+            "{xml}"
+        );
     }
 }

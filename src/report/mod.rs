@@ -20,7 +20,10 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Clients and servers of a report, from the run's metadata or, without it,
 /// in order of first appearance in the results.
-pub fn axes(info: Option<&crate::model::RunInfo>, results: &[crate::model::CellResult]) -> (Vec<String>, Vec<String>) {
+pub fn axes(
+    info: Option<&crate::model::RunInfo>,
+    results: &[crate::model::CellResult],
+) -> (Vec<String>, Vec<String>) {
     if let Some(i) = info {
         return (i.clients.clone(), i.servers.clone());
     }

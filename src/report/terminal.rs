@@ -25,7 +25,11 @@ pub struct Terminal {
 
 impl Terminal {
     /// `progress` gets phase lines and, when `live`, a progress line redrawn in place.
-    pub fn new(out: Box<dyn Write + Send>, progress: Option<Box<dyn Write + Send>>, live: bool) -> Terminal {
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        progress: Option<Box<dyn Write + Send>>,
+        live: bool,
+    ) -> Terminal {
         Terminal {
             out,
             progress,
@@ -37,7 +41,9 @@ impl Terminal {
     }
 
     fn progress_line(&mut self) -> std::io::Result<()> {
-        let Some(p) = self.progress.as_mut() else { return Ok(()) };
+        let Some(p) = self.progress.as_mut() else {
+            return Ok(());
+        };
         let total = self.info.as_ref().map_or(0, |i| i.cells);
         let width = 30;
         let filled = (self.done.cells * width).checked_div(total).unwrap_or(0);
@@ -63,7 +69,9 @@ impl Terminal {
 
     fn phase(&mut self, text: &str) -> std::io::Result<()> {
         let live = self.live;
-        let Some(p) = self.progress.as_mut() else { return Ok(()) };
+        let Some(p) = self.progress.as_mut() else {
+            return Ok(());
+        };
         if live {
             write!(p, "\r\x1b[2K")?;
         }
@@ -71,7 +79,12 @@ impl Terminal {
         p.flush()
     }
 
-    fn finish(&mut self, results: &[CellResult], duration: Duration, interrupted: bool) -> std::io::Result<()> {
+    fn finish(
+        &mut self,
+        results: &[CellResult],
+        duration: Duration,
+        interrupted: bool,
+    ) -> std::io::Result<()> {
         if self.live
             && let Some(p) = self.progress.as_mut()
         {
@@ -98,7 +111,10 @@ impl Reporter for Terminal {
                     info.servers.len(),
                     info.cases.len(),
                     info.cells,
-                    info.shard.as_ref().map(|s| format!(" (shard {s})")).unwrap_or_default()
+                    info.shard
+                        .as_ref()
+                        .map(|s| format!(" (shard {s})"))
+                        .unwrap_or_default()
                 );
                 self.phase(&text)?;
             }
@@ -164,7 +180,11 @@ pub fn render(
     let pairings: Vec<(&str, &str)> = clients
         .iter()
         .flat_map(|c| servers.iter().map(move |s| (c.as_str(), s.as_str())))
-        .filter(|(c, s)| results.iter().any(|r| r.id.client == *c && r.id.server == *s))
+        .filter(|(c, s)| {
+            results
+                .iter()
+                .any(|r| r.id.client == *c && r.id.server == *s)
+        })
         .collect();
     let by_cell: BTreeMap<(&str, &str, Case), &CellResult> = results
         .iter()
@@ -190,7 +210,10 @@ pub fn render(
         for s in &servers {
             let mut line = pad(&format!("  {s}"), NAME_COL);
             for c in &clients {
-                let cells: Vec<&CellResult> = cases.iter().filter_map(|k| by_cell.get(&(c.as_str(), s.as_str(), *k)).copied()).collect();
+                let cells: Vec<&CellResult> = cases
+                    .iter()
+                    .filter_map(|k| by_cell.get(&(c.as_str(), s.as_str(), *k)).copied())
+                    .collect();
                 let t = Totals::of(cells.iter().copied());
                 let text = Outcome::ALL
                     .iter()
@@ -238,15 +261,21 @@ pub fn render(
 
     let problems: Vec<&CellResult> = results
         .iter()
-        .filter(|r| !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass())
+        .filter(|r| {
+            !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass()
+        })
         .collect();
     if !problems.is_empty() {
         writeln!(out)?;
         writeln!(out, "failures ({}):", problems.len())?;
         for r in problems {
             let tag = match (&r.known_failure, r.outcome) {
-                (Some(reason), Outcome::Passed) => format!("UNEXPECTED PASS (listed as known failure: {reason})"),
-                (Some(reason), o) => format!("{} (known failure: {reason})", o.name().to_uppercase()),
+                (Some(reason), Outcome::Passed) => {
+                    format!("UNEXPECTED PASS (listed as known failure: {reason})")
+                }
+                (Some(reason), o) => {
+                    format!("{} (known failure: {reason})", o.name().to_uppercase())
+                }
                 (None, o) => o.name().to_uppercase(),
             };
             writeln!(out, "  {} {tag} after {}", r.id, short_duration(r.duration))?;
@@ -272,7 +301,11 @@ pub fn render(
         writeln!(out)?;
         writeln!(out, "unsupported:")?;
         for ((case, reason), n) in unsupported {
-            writeln!(out, "  {case} ({n} cell{}): {reason}", if n == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "  {case} ({n} cell{}): {reason}",
+                if n == 1 { "" } else { "s" }
+            )?;
         }
     }
     let t = Totals::of(results);
@@ -286,10 +319,22 @@ pub fn render(
         t.timed_out,
         t.unsupported,
         t.setup_error,
-        if t.known_failures > 0 { format!(", {} known failures", t.known_failures) } else { String::new() },
-        if t.unexpected_passes > 0 { format!(", {} unexpected passes", t.unexpected_passes) } else { String::new() },
+        if t.known_failures > 0 {
+            format!(", {} known failures", t.known_failures)
+        } else {
+            String::new()
+        },
+        if t.unexpected_passes > 0 {
+            format!(", {} unexpected passes", t.unexpected_passes)
+        } else {
+            String::new()
+        },
         duration.as_secs_f64(),
-        if interrupted { " (INTERRUPTED: results are partial)" } else { "" }
+        if interrupted {
+            " (INTERRUPTED: results are partial)"
+        } else {
+            ""
+        }
     )?;
     let ok = !interrupted && results.iter().all(CellResult::is_ok);
     writeln!(out, "verdict: {}", if ok { "PASS" } else { "FAIL" })?;
@@ -320,23 +365,69 @@ mod tests {
     fn renders_tables_failures_and_totals() {
         let results = vec![
             cell("go", "rust", Case::GreeterUnary, Outcome::Passed, ""),
-            cell("go", "rust", Case::LargeUnary, Outcome::Failed, "UnaryCall payload size = 1, want 314159"),
-            cell("go", "rust", Case::ClientCompressedStreaming, Outcome::Unsupported, "client go: no per-message control"),
+            cell(
+                "go",
+                "rust",
+                Case::LargeUnary,
+                Outcome::Failed,
+                "UnaryCall payload size = 1, want 314159",
+            ),
+            cell(
+                "go",
+                "rust",
+                Case::ClientCompressedStreaming,
+                Outcome::Unsupported,
+                "client go: no per-message control",
+            ),
         ];
         let mut out = Vec::new();
         render(&mut out, None, &results, Duration::from_secs(2), false).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("greeter (1 cases)"), "{text}");
         assert!(text.contains("interop (2 cases)"), "{text}");
-        let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string();
-        assert_eq!(line("  greeter_unary").split_whitespace().collect::<Vec<_>>(), ["greeter_unary", "✓", "3ms"]);
-        assert_eq!(line("  client_compressed_streaming").split_whitespace().collect::<Vec<_>>(), ["client_compressed_streaming", "–"]);
-        assert_eq!(line("  rust ").split_whitespace().collect::<Vec<_>>(), ["rust", "1✓"]);
-        assert!(text.contains("  client=go/server=rust/large_unary FAILED after 3ms"), "{text}");
-        assert!(text.contains("      UnaryCall payload size = 1, want 314159"), "{text}");
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            line("  greeter_unary")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["greeter_unary", "✓", "3ms"]
+        );
+        assert_eq!(
+            line("  client_compressed_streaming")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["client_compressed_streaming", "–"]
+        );
+        assert_eq!(
+            line("  rust ").split_whitespace().collect::<Vec<_>>(),
+            ["rust", "1✓"]
+        );
+        assert!(
+            text.contains("  client=go/server=rust/large_unary FAILED after 3ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("      UnaryCall payload size = 1, want 314159"),
+            "{text}"
+        );
         assert!(text.contains("        [client go] boom"), "{text}");
-        assert!(text.contains("  client_compressed_streaming (1 cell): client go: no per-message control"), "{text}");
-        assert!(text.contains("3 cells: 1 passed, 1 failed, 0 timed out, 1 unsupported, 0 setup errors in 2.0 s"), "{text}");
+        assert!(
+            text.contains(
+                "  client_compressed_streaming (1 cell): client go: no per-message control"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "3 cells: 1 passed, 1 failed, 0 timed out, 1 unsupported, 0 setup errors in 2.0 s"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("verdict: FAIL\n"), "{text}");
     }
 

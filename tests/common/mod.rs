@@ -96,7 +96,15 @@ pub fn describe_problems(results: &[CellResult]) -> String {
     results
         .iter()
         .filter(|r| !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported))
-        .map(|r| format!("{} {}: {}\n  {}", r.id, r.outcome.name(), r.message, r.logs.join("\n  ")))
+        .map(|r| {
+            format!(
+                "{} {}: {}\n  {}",
+                r.id,
+                r.outcome.name(),
+                r.message,
+                r.logs.join("\n  ")
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -116,13 +124,17 @@ pub fn leftover_processes() -> Vec<String> {
     .collect();
     let me = std::process::id().to_string();
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in entries.flatten() {
         let pid = entry.file_name().to_string_lossy().to_string();
         if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(Path::new("/proc").join(&pid).join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(Path::new("/proc").join(&pid).join("cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         // A zombie has an empty command line and is already dead.
         if markers.iter().any(|m| cmd.contains(m.as_str())) {

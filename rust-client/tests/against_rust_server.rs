@@ -1,0 +1,337 @@
+//! Every client case against the real Rust server, started in-process on port 0:
+//! plaintext, TLS, a server with the wrong greeting (failures must be caught and
+//! described), and the client binary's output and exit codes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use grpc_interop::cases::Case;
+use grpc_interop::manifest::Implementation;
+use rust_client::{ClientOptions, Clients, Outcome, TlsOptions, run_case, unsupported_reason};
+use rust_server::{ServerOptions, load_identity};
+use tokio::sync::oneshot;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tls_dir() -> PathBuf {
+    repo_root().join("testdata/tls")
+}
+
+/// A running in-process server; stops when dropped.
+struct TestServer {
+    port: u16,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_server(options: ServerOptions) -> TestServer {
+    let listener = rust_server::bind(0).expect("bind port 0");
+    let port = listener.local_addr().expect("bound address").port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(rust_server::serve(listener, options, async {
+        let _ = stopped.await;
+    }));
+    TestServer { port, _stop: stop }
+}
+
+fn plaintext(port: u16) -> ClientOptions {
+    ClientOptions {
+        host: "localhost".to_string(),
+        port,
+        tls: None,
+    }
+}
+
+async fn run_all(options: &ClientOptions) -> Vec<rust_client::CaseResult> {
+    let clients = Clients::new(options.channel().expect("channel"));
+    let mut results = Vec::new();
+    for case in Case::all() {
+        results.push(run_case(&clients, case).await);
+    }
+    results
+}
+
+fn assert_all_pass(results: &[rust_client::CaseResult]) {
+    assert_eq!(results.len(), Case::all().len());
+    for (result, case) in results.iter().zip(Case::all()) {
+        assert_eq!(result.case, case, "cases run in catalogue order");
+        match unsupported_reason(case) {
+            Some(reason) => {
+                assert_eq!(
+                    result.outcome,
+                    Outcome::Unsupported,
+                    "{}",
+                    result.json_line()
+                );
+                assert_eq!(result.message, reason);
+            }
+            None => {
+                assert_eq!(result.outcome, Outcome::Passed, "{}", result.json_line());
+                assert_eq!(result.message, "");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_passes_against_the_rust_server() {
+    let server = start_server(ServerOptions::default()).await;
+    assert_all_pass(&run_all(&plaintext(server.port)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_passes_over_tls() {
+    let identity = load_identity(&tls_dir().join("server.pem"), &tls_dir().join("server.key"))
+        .expect("test identity");
+    let server = start_server(ServerOptions {
+        tls: Some(identity),
+        ..Default::default()
+    })
+    .await;
+    let ca_pem = std::fs::read(tls_dir().join("ca.pem")).expect("test CA");
+    let options = ClientOptions {
+        host: "localhost".to_string(),
+        port: server.port,
+        tls: Some(TlsOptions {
+            ca_pem,
+            server_name: "foo.test.google.fr".to_string(),
+        }),
+    };
+    assert_all_pass(&run_all(&options).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_greeting_fails_every_greeter_case_with_what_came_back() {
+    let server = start_server(ServerOptions {
+        greeting: "Howdy".to_string(),
+        tls: None,
+    })
+    .await;
+    let clients = Clients::new(plaintext(server.port).channel().expect("channel"));
+
+    let unary = run_case(&clients, Case::GreeterUnary).await;
+    assert_eq!(unary.outcome, Outcome::Failed);
+    assert_eq!(
+        unary.message,
+        r#"SayHello message = "Howdy interop", want "Hello interop""#
+    );
+
+    let streaming = run_case(&clients, Case::GreeterServerStreaming).await;
+    assert_eq!(streaming.outcome, Outcome::Failed);
+    // Every one of the five replies is reported, not just the first.
+    assert_eq!(
+        streaming.message.split("; ").count(),
+        5,
+        "{}",
+        streaming.message
+    );
+    assert!(streaming.message.starts_with(
+        r#"SayHelloStream reply 1 message = "Howdy interop (1 of 5)", want "Hello interop (1 of 5)""#
+    ));
+
+    for case in [Case::GreeterClientStreaming, Case::GreeterBidiStreaming] {
+        let result = run_case(&clients, case).await;
+        assert_eq!(result.outcome, Outcome::Failed, "{case}");
+        assert!(result.message.contains("Howdy"), "{}", result.message);
+    }
+    // The TestService cases do not depend on the greeting.
+    assert_eq!(
+        run_case(&clients, Case::LargeUnary).await.outcome,
+        Outcome::Passed
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_cases_instead_of_hanging() {
+    // Bind then drop: nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let options = ClientOptions {
+        host: "127.0.0.1".to_string(),
+        port,
+        tls: None,
+    };
+    let clients = Clients::new(options.channel().expect("channel"));
+    let result = run_case(&clients, Case::EmptyUnary).await;
+    assert_eq!(result.outcome, Outcome::Failed);
+    assert!(
+        result
+            .message
+            .starts_with("EmptyCall status = UNAVAILABLE (14)"),
+        "{}",
+        result.message
+    );
+}
+
+#[test]
+fn manifest_lists_exactly_the_unsupported_cases() {
+    let manifest = Implementation::load(&repo_root().join("implementations/rust.toml"))
+        .expect("rust.toml loads");
+    for case in Case::all() {
+        assert_eq!(
+            manifest.client_unsupported(case),
+            unsupported_reason(case),
+            "client, {case}"
+        );
+        assert_eq!(
+            manifest.server_unsupported(case),
+            rust_server::unsupported_reason(case),
+            "server, {case}"
+        );
+    }
+}
+
+fn client_binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rust-client"));
+    command.env("INTEROP_TLS_DIR", tls_dir());
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prints_one_json_line_per_case_in_the_order_given() {
+    let server = start_server(ServerOptions::default()).await;
+    let cases = "large_unary,client_compressed_streaming,greeter_unary";
+    let port = server.port.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        client_binary()
+            .args(["--server_port", &port, "--test_case", cases])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("client runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["case"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "large_unary",
+            "client_compressed_streaming",
+            "greeter_unary"
+        ]
+    );
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes, ["passed", "unsupported", "passed"]);
+    for line in &lines {
+        assert_eq!(line["event"], "result");
+        assert!(line["duration_ms"].is_f64(), "{line}");
+        assert!(line["message"].is_string(), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_exits_1_when_a_case_fails() {
+    let server = start_server(ServerOptions {
+        greeting: "Howdy".to_string(),
+        tls: None,
+    })
+    .await;
+    let port = server.port.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        client_binary()
+            .args([
+                "--server_port",
+                &port,
+                "--test_case",
+                "greeter_unary,empty_unary",
+            ])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("client runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().count(),
+        2,
+        "the next case still runs"
+    );
+}
+
+#[test]
+fn binary_exits_2_on_bad_usage_before_running_anything() {
+    for args in [
+        &[
+            "--server_port",
+            "1",
+            "--test_case",
+            "large_unary,larg_unary",
+        ][..],
+        &[
+            "--server_port",
+            "1",
+            "--use_tls",
+            "--tls_ca_file",
+            "/nonexistent/ca.pem",
+        ][..],
+        &["--test_case", "all"][..],
+        &["--server_port", "1", "--use_tls=maybe"][..],
+    ] {
+        let output = client_binary().args(args).output().expect("client runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}: nothing runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn binary_accepts_every_use_tls_form() {
+    // `--use_tls=false` and no flag run plaintext; against a closed port the
+    // case fails (exit 1) — what matters is that the flag parses (not 2).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let port = port.to_string();
+    for tls in [
+        &[][..],
+        &["--use_tls=false"][..],
+        &["--use_tls=true"][..],
+        &["--use_tls"][..],
+    ] {
+        let output = client_binary()
+            .args([
+                "--server_host",
+                "127.0.0.1",
+                "--server_port",
+                &port,
+                "--test_case",
+                "empty_unary",
+            ])
+            .args(tls)
+            .output()
+            .expect("client runs");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{tls:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! What tonic's handler API does not expose, taken from the HTTP/2 exchange itself.
+//!
+//! * Whether each request message arrived compressed: tonic decompresses
+//!   transparently, so [`FrameFlagBody`] reads the 5-byte gRPC message prefixes
+//!   (byte 0 = compressed flag, bytes 1..5 = big-endian length) of the request
+//!   body as it streams past and records one flag per message in
+//!   [`RequestFrameFlags`], which rides in the request extensions to the handler.
+//! * Trailing metadata on a successful call: tonic ends every successful
+//!   response with trailers built from `Status::ok("")` and offers no way to add
+//!   to them, so [`EchoMetadata`] appends `x-grpc-test-echo-trailing-bin` to the
+//!   trailers frame of the response body (and echoes `x-grpc-test-echo-initial`
+//!   into the response headers). A tonic error reply is trailers-only (one
+//!   header block); with echoed metadata it is split into headers + trailers so
+//!   each value lands where it belongs on error paths too.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower_service::Service;
+
+/// Request header echoed back in the response headers.
+pub const ECHO_INITIAL: HeaderName = HeaderName::from_static("x-grpc-test-echo-initial");
+/// Request header echoed back in the response trailers.
+pub const ECHO_TRAILING_BIN: HeaderName = HeaderName::from_static("x-grpc-test-echo-trailing-bin");
+
+/// Length of the prefix in front of every gRPC message: flag byte + u32 length.
+const PREFIX_LEN: usize = 5;
+
+/// Status fields that belong in trailers when a trailers-only response is split.
+const STATUS_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("grpc-status"),
+    HeaderName::from_static("grpc-message"),
+    HeaderName::from_static("grpc-status-details-bin"),
+];
+
+/// Incremental parser of the gRPC length-prefixed message framing.
+///
+/// Bytes may arrive in chunks of any size: a prefix or a message split over
+/// several chunks, or several messages in one chunk, are all handled.
+#[derive(Debug, Default)]
+pub struct FrameScanner {
+    prefix: [u8; PREFIX_LEN],
+    prefix_len: usize,
+    payload_left: u64,
+}
+
+impl FrameScanner {
+    /// Consumes `data`, calling `on_message(compressed)` once per message prefix completed.
+    pub fn feed(&mut self, mut data: &[u8], mut on_message: impl FnMut(bool)) {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let skip = usize::try_from(self.payload_left)
+                    .map_or(data.len(), |left| left.min(data.len()));
+                data = &data[skip..];
+                self.payload_left -= skip as u64;
+                continue;
+            }
+            let take = (PREFIX_LEN - self.prefix_len).min(data.len());
+            self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&data[..take]);
+            self.prefix_len += take;
+            data = &data[take..];
+            if self.prefix_len == PREFIX_LEN {
+                self.prefix_len = 0;
+                on_message(self.prefix[0] != 0);
+                let [_, a, b, c, d] = self.prefix;
+                self.payload_left = u64::from(u32::from_be_bytes([a, b, c, d]));
+            }
+        }
+    }
+}
+
+/// The compressed flag of every request message seen so far, in arrival order.
+///
+/// Shared between the body wrapper (writer) and the handler (reader). The
+/// decoder can only hand message `i` to the handler after the prefix of
+/// message `i` went through the wrapper, so the flag is always there in time.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFrameFlags(Arc<Mutex<Vec<bool>>>);
+
+impl RequestFrameFlags {
+    /// Whether request message `index` (0-based) arrived compressed; `None` if not seen yet.
+    pub fn compressed(&self, index: usize) -> Option<bool> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+            .copied()
+    }
+
+    fn push(&self, compressed: bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(compressed);
+    }
+}
+
+/// Request body wrapper that records per-message compressed flags.
+#[derive(Debug)]
+pub struct FrameFlagBody<B> {
+    inner: B,
+    scanner: FrameScanner,
+    flags: RequestFrameFlags,
+}
+
+impl<B> FrameFlagBody<B> {
+    /// Wraps `inner`, recording into `flags`.
+    pub fn new(inner: B, flags: RequestFrameFlags) -> Self {
+        Self {
+            inner,
+            scanner: FrameScanner::default(),
+            flags,
+        }
+    }
+}
+
+impl<B> HttpBody for FrameFlagBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let flags = &this.flags;
+                this.scanner.feed(data, |compressed| flags.push(compressed));
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Response body wrapper that adds one header to the trailers frame.
+#[derive(Debug)]
+struct AppendTrailer {
+    inner: Body,
+    extra: Option<(HeaderName, HeaderValue)>,
+}
+
+impl HttpBody for AppendTrailer {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let this = &mut *self;
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled {
+            if let Some(trailers) = frame.trailers_mut() {
+                if let Some((name, value)) = this.extra.take() {
+                    trailers.insert(name, value);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body that is nothing but one trailers frame.
+#[derive(Debug)]
+struct TrailersOnly(Option<HeaderMap>);
+
+impl HttpBody for TrailersOnly {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.take().map(|trailers| Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// Tower wrapper around a generated tonic service: echoes the test metadata
+/// and records request compression flags (see the module docs).
+#[derive(Debug, Clone)]
+pub struct EchoMetadata<S> {
+    inner: S,
+}
+
+impl<S> EchoMetadata<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S: NamedService> NamedService for EchoMetadata<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for EchoMetadata<S>
+where
+    S: Service<
+            http::Request<FrameFlagBody<Body>>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let initial = request.headers().get(ECHO_INITIAL).cloned();
+        let trailing = request.headers().get(ECHO_TRAILING_BIN).cloned();
+        let flags = RequestFrameFlags::default();
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(flags.clone());
+        let request = http::Request::from_parts(parts, FrameFlagBody::new(body, flags));
+        // The clone that was driven to readiness serves this call; a fresh clone stays behind.
+        let fresh = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, fresh);
+        Box::pin(async move {
+            let response = ready.call(request).await?;
+            Ok(echo(response, initial, trailing))
+        })
+    }
+}
+
+/// Puts the echoed values into the response: `initial` into the headers,
+/// `trailing` into the trailers.
+///
+/// A tonic error reply is "trailers-only" (status in the one header block). When
+/// anything is echoed it is split into a real header block (with the initial
+/// value) and a trailers block (status and the trailing value), so a client sees
+/// both kinds of metadata where they belong on error paths too.
+fn echo(
+    response: http::Response<Body>,
+    initial: Option<HeaderValue>,
+    trailing: Option<HeaderValue>,
+) -> http::Response<Body> {
+    if initial.is_none() && trailing.is_none() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    if let Some(value) = initial {
+        parts.headers.insert(ECHO_INITIAL, value);
+    }
+    let body = if parts.headers.contains_key(&STATUS_HEADERS[0]) {
+        let mut trailers = HeaderMap::new();
+        for name in STATUS_HEADERS {
+            if let Some(value) = parts.headers.remove(&name) {
+                trailers.insert(name, value);
+            }
+        }
+        if let Some(value) = trailing {
+            trailers.insert(ECHO_TRAILING_BIN, value);
+        }
+        Body::new(TrailersOnly(Some(trailers)))
+    } else {
+        Body::new(AppendTrailer {
+            inner: body,
+            extra: trailing.map(|value| (ECHO_TRAILING_BIN, value)),
+        })
+    };
+    http::Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(compressed: bool, len: usize) -> Vec<u8> {
+        let mut out = vec![u8::from(compressed)];
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend(std::iter::repeat_n(0xa5, len));
+        out
+    }
+
+    fn scan(chunks: &[&[u8]]) -> Vec<bool> {
+        let mut scanner = FrameScanner::default();
+        let mut seen = Vec::new();
+        for chunk in chunks {
+            scanner.feed(chunk, |c| seen.push(c));
+        }
+        seen
+    }
+
+    #[test]
+    fn scanner_reads_flags_at_every_split_point() {
+        let mut wire = frame(true, 7);
+        wire.extend(frame(false, 0));
+        wire.extend(frame(false, 3));
+        wire.extend(frame(true, 300));
+        let want = vec![true, false, false, true];
+        assert_eq!(scan(&[&wire]), want);
+        for cut in 0..=wire.len() {
+            let (a, b) = wire.split_at(cut);
+            assert_eq!(scan(&[a, b]), want, "split at {cut}");
+        }
+        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+        assert_eq!(scan(&bytes), want);
+    }
+
+    #[test]
+    fn scanner_skips_payload_bytes_that_look_like_prefixes() {
+        // A payload made of bytes 1,0,0,0,0 must not be read as a prefix.
+        let mut wire = vec![0, 0, 0, 0, 5, 1, 0, 0, 0, 0];
+        wire.extend(frame(true, 1));
+        assert_eq!(scan(&[&wire]), vec![false, true]);
+    }
+}
