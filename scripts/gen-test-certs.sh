@@ -23,6 +23,6 @@ extendedKeyUsage = serverAuth
 subjectAltName = DNS:*.test.google.fr, DNS:foo.test.google.fr, DNS:localhost, IP:127.0.0.1, DNS:rust-server, DNS:go-server, DNS:python-server
 EXT
 openssl x509 -req -in "$tmp/server.csr" -CA "$out/ca.pem" -CAkey "$tmp/ca.key" \
-  -CAcreateserial -days 36500 -extfile "$tmp/ext.cnf" -out "$out/server.pem" 2>/dev/null
+  -set_serial 0x1d0c -days 36500 -extfile "$tmp/ext.cnf" -out "$out/server.pem" 2>/dev/null
 # The CA key is thrown away: nothing else can ever be signed with it.
 echo "wrote $out/{ca.pem,server.pem,server.key}"
