@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::docker::Docker;
 use crate::backend::native::Native;
 use crate::backend::{Backend, Settings};
 use crate::cases::Case;
@@ -41,6 +42,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List implementations, their versions, the cases, and what is unsupported where.
     List(CommonArgs),
+    /// Report the matrix from result files written by clients elsewhere
+    /// (`--result_file <dir>/<client>-to-<server>.jsonl`), as the compose run does.
+    Collect(Box<CollectArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,22 +68,10 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub report: ReportArgs,
     /// Where implementations run.
     #[arg(long, value_enum, default_value_t = BackendKind::Native)]
     pub backend: BackendKind,
-    /// Clients to play: comma-separated globs, e.g. `go,py*`.
-    #[arg(long)]
-    pub client: Option<String>,
-    /// Servers to play against: comma-separated globs.
-    #[arg(long)]
-    pub server: Option<String>,
-    /// Cases to play: comma-separated globs, e.g. `greeter_*,large_unary`.
-    #[arg(long)]
-    pub case: Option<String>,
-    /// Play only shard i of n of the matrix, e.g. `2/4`.
-    #[arg(long)]
-    pub shard: Option<Shard>,
     /// Use TLS between clients and servers (test certificates in testdata/tls).
     #[arg(long)]
     pub tls: bool,
@@ -98,6 +90,40 @@ pub struct RunArgs {
     /// Do not build; use what is already built.
     #[arg(long)]
     pub no_build: bool,
+    /// Stream every child's logs to stderr, prefixed with its name.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Folder the clients write their result files to.
+    #[arg(long)]
+    pub results: PathBuf,
+    /// Seconds to wait for every pairing's file to be complete.
+    #[arg(long, default_value_t = 300.0)]
+    pub timeout: f64,
+}
+
+/// Selection and report options shared by `run` and `collect`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Clients: comma-separated globs, e.g. `go,py*`.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Servers: comma-separated globs.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Cases: comma-separated globs, e.g. `greeter_*,large_unary`.
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Only shard i of n of the matrix, e.g. `2/4`.
+    #[arg(long)]
+    pub shard: Option<Shard>,
     /// Known-failures file (default: <root>/known-failures.toml, if present).
     #[arg(long)]
     pub known_failures: Option<PathBuf>,
@@ -110,9 +136,6 @@ pub struct RunArgs {
     /// Also write a self-contained HTML page of the matrix to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
-    /// Stream every child's logs to stderr, prefixed with its name.
-    #[arg(long, short)]
-    pub verbose: bool,
 }
 
 /// Finds the repository root: the nearest folder upwards with an
@@ -162,9 +185,17 @@ pub struct Prepared {
     pub settings: Settings,
 }
 
-/// Resolves arguments into a plan; every error here is a usage error.
-pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
-    let inner = || -> anyhow::Result<Prepared> {
+/// The manifests, plan and known failures a selection resolves to.
+pub struct Selected {
+    pub root: PathBuf,
+    pub impls: Vec<Implementation>,
+    pub plan: Plan,
+    pub known: KnownFailures,
+}
+
+/// Resolves the selection; every error here is a usage error.
+pub fn select(args: &ReportArgs) -> Result<Selected, UsageError> {
+    let inner = || -> anyhow::Result<Selected> {
         let root = find_root(args.common.root.as_deref())?;
         let impls = load_impls(&args.common, &root)?;
         let selection = Selection {
@@ -183,68 +214,87 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
             }
             None => KnownFailures::load(&root.join("known-failures.toml"))?,
         };
-        let secs = |flag: &str, v: f64| -> anyhow::Result<Duration> {
-            if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
-                bail!("--{flag} must be a number of seconds above 0, got {v}");
-            }
-            Ok(Duration::from_secs_f64(v))
-        };
-        if args.jobs == 0 {
-            bail!("--jobs must be at least 1");
-        }
-        let options = Options {
-            jobs: args.jobs,
-            case_timeout: secs("case-timeout", args.case_timeout)?,
-            process_per_case: args.process_per_case,
-            skip_build: args.no_build,
-            shard: args.shard.map(|s| s.to_string()),
-            tls: args.tls,
-            ..Options::default()
-        };
-        let settings = Settings {
-            tls: args.tls,
-            ready_timeout: secs("ready-timeout", args.ready_timeout)?,
-            // A cold cargo build of tonic on two cores takes minutes; this only
-            // catches a build that hangs.
-            build_timeout: Duration::from_secs(40 * 60),
-            stop_grace: Duration::from_secs(2),
-            verbose: args.verbose,
-        };
-        Ok(Prepared {
+        Ok(Selected {
             root,
             impls,
             plan,
             known,
-            options,
-            settings,
         })
     };
     inner().map_err(UsageError)
 }
 
+fn seconds(flag: &str, v: f64) -> Result<Duration, UsageError> {
+    if !(v.is_finite() && v > 0.0 && v < 86_400.0) {
+        return Err(UsageError(anyhow::anyhow!(
+            "--{flag} must be a number of seconds above 0, got {v}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Resolves `run` arguments into a plan and settings; errors are usage errors.
+pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
+    let Selected {
+        root,
+        impls,
+        plan,
+        known,
+    } = select(&args.report)?;
+    if args.jobs == 0 {
+        return Err(UsageError(anyhow::anyhow!("--jobs must be at least 1")));
+    }
+    let options = Options {
+        jobs: args.jobs,
+        case_timeout: seconds("case-timeout", args.case_timeout)?,
+        process_per_case: args.process_per_case,
+        skip_build: args.no_build,
+        shard: args.report.shard.map(|s| s.to_string()),
+        tls: args.tls,
+        ..Options::default()
+    };
+    let settings = Settings {
+        tls: args.tls,
+        ready_timeout: seconds("ready-timeout", args.ready_timeout)?,
+        // A cold cargo build of tonic on two cores takes minutes; this only
+        // catches a build that hangs.
+        build_timeout: Duration::from_secs(40 * 60),
+        stop_grace: Duration::from_secs(2),
+        verbose: args.verbose,
+    };
+    Ok(Prepared {
+        root,
+        impls,
+        plan,
+        known,
+        options,
+        settings,
+    })
+}
+
 /// Makes the backend of `kind`.
-pub fn make_backend(kind: BackendKind, prepared: &Prepared) -> anyhow::Result<Arc<dyn Backend>> {
+pub async fn make_backend(
+    kind: BackendKind,
+    prepared: &Prepared,
+) -> anyhow::Result<Arc<dyn Backend>> {
     match kind {
         BackendKind::Native => Ok(Arc::new(Native::new(
             &prepared.root,
             prepared.settings.clone(),
         ))),
-        BackendKind::Docker => bail!("the docker backend is not available in this build"),
+        BackendKind::Docker => Ok(Arc::new(
+            Docker::connect(&prepared.root, prepared.settings.clone()).await?,
+        )),
     }
 }
 
-/// Runs the matrix with the terminal report on stdout/stderr plus the files asked for.
-pub async fn run(
-    args: &RunArgs,
-    cancel: CancellationToken,
-) -> anyhow::Result<(Summary, Vec<String>)> {
-    let prepared = prepare(args)?;
-    let backend = make_backend(args.backend, &prepared).map_err(UsageError)?;
+/// The terminal report plus the files asked for.
+fn reporters(args: &ReportArgs, verbose: bool) -> Vec<Box<dyn Reporter>> {
     let stderr_live = std::io::stderr().is_terminal();
     let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(report::terminal::Terminal::new(
         Box::new(std::io::stdout()),
         Some(Box::new(std::io::stderr())),
-        stderr_live && !args.verbose,
+        stderr_live && !verbose,
     ))];
     if let Some(path) = &args.json {
         reporters.push(Box::new(report::json::Json::new(path.clone())));
@@ -255,12 +305,59 @@ pub async fn run(
     if let Some(path) = &args.html {
         reporters.push(Box::new(report::html::Html::new(path.clone())));
     }
-    let sink = Arc::new(Sink::new(reporters, prepared.known.clone()));
+    reporters
+}
+
+/// Runs the matrix with the terminal report on stdout/stderr plus the files asked for.
+pub async fn run(
+    args: &RunArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<(Summary, Vec<String>)> {
+    let prepared = prepare(args)?;
+    let backend = make_backend(args.backend, &prepared).await?;
+    let sink = Arc::new(Sink::new(
+        reporters(&args.report, args.verbose),
+        prepared.known.clone(),
+    ));
     let summary = runner::run(
         backend,
         &prepared.impls,
         &prepared.plan,
         &prepared.options,
+        sink.clone(),
+        cancel,
+    )
+    .await;
+    Ok((summary, sink.errors()))
+}
+
+/// Reports the matrix from result files (see [`crate::collect`]).
+pub async fn collect(
+    args: &CollectArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<(Summary, Vec<String>)> {
+    let Selected {
+        impls, plan, known, ..
+    } = select(&args.report)?;
+    let timeout = seconds("timeout", args.timeout)?;
+    if !args.results.is_dir() {
+        return Err(UsageError(anyhow::anyhow!(
+            "--results {}: no such folder",
+            args.results.display()
+        ))
+        .into());
+    }
+    let options = Options {
+        shard: args.report.shard.map(|s| s.to_string()),
+        ..Options::default()
+    };
+    let sink = Arc::new(Sink::new(reporters(&args.report, false), known));
+    let summary = crate::collect::collect(
+        &args.results,
+        &impls,
+        &plan,
+        &options,
+        timeout,
         sink.clone(),
         cancel,
     )

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backend;
 pub mod cases;
+pub mod collect;
 pub mod manifest;
 pub mod model;
 pub mod pb;

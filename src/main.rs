@@ -6,6 +6,7 @@ use clap::Parser;
 use grpc_interop::app::{
     self, Cli, Command, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
 };
+use grpc_interop::runner::Summary;
 use tokio_util::sync::CancellationToken;
 
 fn main() {
@@ -43,27 +44,37 @@ async fn real_main(cli: Cli) -> i32 {
         Command::Run(args) => {
             let cancel = CancellationToken::new();
             watch_signals(cancel.clone());
-            match app::run(&args, cancel.clone()).await {
-                Ok((summary, reporter_errors)) => {
-                    for e in &reporter_errors {
-                        eprintln!("interop: report error: {e}");
-                    }
-                    if summary.interrupted {
-                        EXIT_INTERRUPTED
-                    } else if summary.ok() && reporter_errors.is_empty() {
-                        EXIT_OK
-                    } else {
-                        EXIT_FAILED
-                    }
-                }
-                Err(e) => {
-                    eprintln!("interop: {e:#}");
-                    if e.is::<UsageError>() {
-                        EXIT_USAGE
-                    } else {
-                        EXIT_FAILED
-                    }
-                }
+            finish(app::run(&args, cancel).await)
+        }
+        Command::Collect(args) => {
+            let cancel = CancellationToken::new();
+            watch_signals(cancel.clone());
+            finish(app::collect(&args, cancel).await)
+        }
+    }
+}
+
+/// The exit status of a run or collect, after printing what went wrong.
+fn finish(result: anyhow::Result<(Summary, Vec<String>)>) -> i32 {
+    match result {
+        Ok((summary, reporter_errors)) => {
+            for e in &reporter_errors {
+                eprintln!("interop: report error: {e}");
+            }
+            if summary.interrupted {
+                EXIT_INTERRUPTED
+            } else if summary.ok() && reporter_errors.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("interop: {e:#}");
+            if e.is::<UsageError>() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
             }
         }
     }

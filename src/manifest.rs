@@ -58,6 +58,8 @@ pub struct Role {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DockerSpec {
+    /// Image reference the Dockerfile is built as, e.g. `polyglot-grpc-interop/go:latest`.
+    pub image: String,
     /// Dockerfile path relative to the repository root.
     pub dockerfile: String,
     /// Build context relative to the repository root.

@@ -57,6 +57,11 @@ pub struct Spec<'a> {
 pub struct LogTail(Arc<Mutex<VecDeque<String>>>);
 
 impl LogTail {
+    /// Appends a line, dropping the oldest beyond the limit.
+    pub fn push_line(&self, line: String) {
+        self.push(line)
+    }
+
     fn push(&self, line: String) {
         let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() == LOG_TAIL_LINES {

@@ -85,7 +85,7 @@ impl Sink {
         }
     }
 
-    fn emit(&self, event: &Event) {
+    pub(crate) fn emit(&self, event: &Event) {
         let mut reporters = self.reporters.lock().unwrap_or_else(|p| p.into_inner());
         for r in reporters.iter_mut() {
             if let Err(e) = r.event(event) {
@@ -97,13 +97,21 @@ impl Sink {
         }
     }
 
-    fn finish_cell(&self, mut result: CellResult) {
+    pub(crate) fn finish_cell(&self, mut result: CellResult) {
         result.known_failure = self.known.reason(&result.id).map(String::from);
         self.results
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(result.clone());
         self.emit(&Event::CellFinished(result));
+    }
+
+    /// The results finished so far.
+    pub(crate) fn results(&self) -> Vec<CellResult> {
+        self.results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Errors reporters returned.
@@ -117,37 +125,66 @@ impl Sink {
 
 /// A result line of a client: `{"event":"result","case":...}`.
 #[derive(Debug, Deserialize)]
-struct ResultLine {
-    event: String,
-    case: String,
-    outcome: String,
+pub(crate) struct ResultLine {
+    pub(crate) event: String,
+    pub(crate) case: String,
+    pub(crate) outcome: String,
     #[serde(default)]
-    duration_ms: f64,
+    pub(crate) duration_ms: f64,
     #[serde(default)]
-    message: String,
+    pub(crate) message: String,
 }
 
-fn parse_result(line: &str) -> Option<ResultLine> {
+/// The outcome and message of a reported result. A client may only report
+/// `unsupported` for cases its manifest declares (those are never asked of
+/// it), so an undeclared one is a failure.
+pub(crate) fn reported_outcome(
+    r: &ResultLine,
+    client: &str,
+    manifest: &std::path::Path,
+) -> (Outcome, String) {
+    match r.outcome.as_str() {
+        "passed" => (Outcome::Passed, String::new()),
+        "failed" => (Outcome::Failed, r.message.clone()),
+        "unsupported" => (
+            Outcome::Failed,
+            format!(
+                "client {client} reported unsupported, but {} does not declare it: {}",
+                manifest.display(),
+                r.message
+            ),
+        ),
+        other => (
+            Outcome::Failed,
+            format!("client {client} reported unknown outcome {other:?}"),
+        ),
+    }
+}
+
+/// The duration a result line reports, or `measured` if it is not usable.
+pub(crate) fn reported_duration(r: &ResultLine, measured: Duration) -> Duration {
+    if r.duration_ms.is_finite() && r.duration_ms >= 0.0 && r.duration_ms < 1e9 {
+        Duration::from_secs_f64(r.duration_ms / 1000.0)
+    } else {
+        measured
+    }
+}
+
+pub(crate) fn parse_result(line: &str) -> Option<ResultLine> {
     serde_json::from_str::<ResultLine>(line)
         .ok()
         .filter(|r| r.event == "result")
 }
 
-/// Plays `plan` on `backend`. Every cell of the plan gets exactly one result,
-/// also when builds fail, servers die, clients hang or the run is cancelled.
-pub async fn run(
-    backend: Arc<dyn Backend>,
+/// The metadata of a run of `plan`.
+pub(crate) fn run_info(
+    backend: &str,
     impls: &[Implementation],
     plan: &Plan,
     opts: &Options,
-    sink: Arc<Sink>,
-    cancel: CancellationToken,
-) -> Summary {
-    let started = Instant::now();
-    let by_name: BTreeMap<&str, &Implementation> =
-        impls.iter().map(|i| (i.name.as_str(), i)).collect();
-    let info = RunInfo {
-        backend: backend.name().to_string(),
+) -> RunInfo {
+    RunInfo {
+        backend: backend.to_string(),
         tls: opts.tls,
         shard: opts.shard.clone(),
         implementations: impls
@@ -169,7 +206,23 @@ pub async fn run(
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-    };
+    }
+}
+
+/// Plays `plan` on `backend`. Every cell of the plan gets exactly one result,
+/// also when builds fail, servers die, clients hang or the run is cancelled.
+pub async fn run(
+    backend: Arc<dyn Backend>,
+    impls: &[Implementation],
+    plan: &Plan,
+    opts: &Options,
+    sink: Arc<Sink>,
+    cancel: CancellationToken,
+) -> Summary {
+    let started = Instant::now();
+    let by_name: BTreeMap<&str, &Implementation> =
+        impls.iter().map(|i| (i.name.as_str(), i)).collect();
+    let info = run_info(backend.name(), impls, plan, opts);
     sink.emit(&Event::RunStarted(info));
 
     // Cells that a manifest declares unsupported are reported without running.
@@ -527,28 +580,8 @@ impl Pairing {
         measured: Duration,
         client: &mut dyn ClientHandle,
     ) {
-        let (outcome, message) = match r.outcome.as_str() {
-            "passed" => (Outcome::Passed, String::new()),
-            "failed" => (Outcome::Failed, r.message),
-            "unsupported" => (
-                Outcome::Failed,
-                format!(
-                    "client {} reported unsupported, but {} does not declare it: {}",
-                    self.client,
-                    self.imp.source.display(),
-                    r.message
-                ),
-            ),
-            other => (
-                Outcome::Failed,
-                format!("client {} reported unknown outcome {other:?}", self.client),
-            ),
-        };
-        let duration = if r.duration_ms.is_finite() && r.duration_ms >= 0.0 {
-            Duration::from_secs_f64(r.duration_ms / 1000.0)
-        } else {
-            measured
-        };
+        let (outcome, message) = reported_outcome(&r, &self.client, &self.imp.source);
+        let duration = reported_duration(&r, measured);
         let mut message = message;
         let logs = if outcome == Outcome::Passed {
             vec![]

@@ -13,6 +13,7 @@ use crate::cases::Case;
 use crate::manifest::Implementation;
 pub use crate::process::Next;
 
+pub mod docker;
 pub mod native;
 
 /// A boxed future, so backends can be trait objects.

@@ -45,14 +45,19 @@ pub fn settings(tls: bool) -> Settings {
 pub fn ensure_built() {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
-        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let backend = Native::new(&root(), settings(false));
-            for imp in impls() {
-                backend.prepare(&imp).await?;
-            }
-            Ok(())
+        // A thread of its own: the caller may be inside a test's runtime.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let backend = Native::new(&root(), settings(false));
+                for imp in impls() {
+                    backend.prepare(&imp).await?;
+                }
+                Ok(())
+            })
         })
+        .join()
+        .unwrap_or_else(|_| Err("the build thread panicked".to_string()))
     });
     if let Err(e) = result {
         panic!("building the implementations failed:\n{e}");
