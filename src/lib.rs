@@ -6,14 +6,23 @@
 //! of cells ([`select`]), backends that run processes or containers
 //! ([`backend`]), the matrix ([`runner`]) and its reports ([`report`]).
 
+#[cfg(feature = "runner")]
 pub mod app;
+#[cfg(feature = "runner")]
 pub mod backend;
 pub mod cases;
+#[cfg(feature = "runner")]
 pub mod collect;
+#[cfg(feature = "runner")]
 pub mod manifest;
+#[cfg(feature = "runner")]
 pub mod model;
 pub mod pb;
+#[cfg(feature = "runner")]
 pub mod process;
+#[cfg(feature = "runner")]
 pub mod report;
+#[cfg(feature = "runner")]
 pub mod runner;
+#[cfg(feature = "runner")]
 pub mod select;

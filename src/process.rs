@@ -96,6 +96,8 @@ pub struct Child {
     lines: mpsc::UnboundedReceiver<String>,
     logs: LogTail,
     status: Option<ExitStatus>,
+    /// The tasks reading stdout and stderr; they end at end of file.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Child {
@@ -141,27 +143,28 @@ impl Child {
 
         let logs = LogTail::default();
         let (tx, lines) = mpsc::unbounded_channel();
+        let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             let logs = logs.clone();
-            tokio::spawn(read_lines(stdout, move |line| {
+            readers.push(tokio::spawn(read_lines(stdout, move |line| {
                 // Protocol lines are JSON objects; anything else is a log line.
                 if line.trim_start().starts_with('{') {
                     let _ = tx.send(line);
                 } else {
                     logs.push(line);
                 }
-            }));
+            })));
         }
         if let Some(stderr) = child.stderr.take() {
             let logs = logs.clone();
             let name = spec.name.clone();
             let echo = spec.echo_logs;
-            tokio::spawn(read_lines(stderr, move |line| {
+            readers.push(tokio::spawn(read_lines(stderr, move |line| {
                 if echo {
                     eprintln!("[{name}] {line}");
                 }
                 logs.push(line);
-            }));
+            })));
         }
         Ok(Child {
             name: spec.name,
@@ -170,6 +173,7 @@ impl Child {
             lines,
             logs,
             status: None,
+            readers,
         })
     }
 
@@ -197,11 +201,19 @@ impl Child {
         self.status
     }
 
-    /// Waits until the child exits or `deadline` passes.
+    /// Waits until the child exits or `deadline` passes. After an exit, its
+    /// last output is read too, so the log tail is complete.
     pub async fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Ok(Ok(status)) = tokio::time::timeout_at(deadline, self.child.wait()).await {
-                self.reaped(status);
+        if self.status.is_none()
+            && let Ok(Ok(status)) = tokio::time::timeout_at(deadline, self.child.wait()).await
+        {
+            self.reaped(status);
+        }
+        if self.status.is_some() {
+            // The pipes close when the group is gone; a grandchild that kept them
+            // open was killed with it, so this wait is short. Bounded anyway.
+            for reader in self.readers.drain(..) {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
             }
         }
         self.status

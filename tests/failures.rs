@@ -183,21 +183,28 @@ async fn a_hanging_or_crashing_client_costs_one_case_each_and_the_rest_still_run
     // second (first run) or crashes (second run: it finds the marker file).
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("hung-once");
-    let script = format!(
-        r#"cases="$1"; first="${{cases%%,*}}"
+    let script = dir.path().join("flaky-client.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"cases="$1"; first="${{cases%%,*}}"
 echo "{{\"event\":\"result\",\"case\":\"$first\",\"outcome\":\"passed\",\"duration_ms\":1,\"message\":\"\"}}"
 if [ ! -e {m} ]; then touch {m}; echo hanging >&2; exec sleep 300; fi
-echo crashing >&2; exit 3"#,
-        m = marker.display()
-    );
+echo crashing >&2; exit 3
+"#,
+            m = marker.display()
+        ),
+    )
+    .unwrap();
     impls.push(manifest(&format!(
         r#"
 name = "flaky"
 library = "sh"
 version = "0"
 [client]
-command = ["sh", "-c", {script:?}, "sh", "{{cases}}", "{{host}}", "{{port}}"]
-"#
+command = ["sh", "{}", "{{cases}}", "{{host}}", "{{port}}"]
+"#,
+        script.display()
     )));
     let selection = Selection {
         clients: Some("flaky".into()),

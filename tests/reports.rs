@@ -210,3 +210,64 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
     let _ = std::fs::copy(&shot, &keep);
     assert_no_leftovers();
 }
+
+#[test]
+fn shards_of_real_runs_add_up_to_the_full_matrix_without_overlap() {
+    let _serial = serial();
+    ensure_built();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut passed = 0;
+    for i in 1..=3 {
+        let json = dir.path().join(format!("shard-{i}.json"));
+        let junit = dir.path().join(format!("shard-{i}.xml"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_interop"))
+            .args(["run", "--no-build", "--shard", &format!("{i}/3")])
+            .arg("--json")
+            .arg(&json)
+            .arg("--junit")
+            .arg(&junit)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "shard {i}/3:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(report["run"]["shard"], format!("{i}/3"));
+        let cells = report["cells"].as_array().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&junit)
+                .unwrap()
+                .matches("<testcase ")
+                .count(),
+            cells.len()
+        );
+        assert!(
+            stdout.contains(&format!(
+                "{} cells: {} passed",
+                cells.len(),
+                report["totals"]["passed"]
+            )),
+            "{stdout}"
+        );
+        passed += report["totals"]["passed"].as_u64().unwrap();
+        seen.extend(cells.iter().map(|c| {
+            format!(
+                "client={}/server={}/{}",
+                c["client"], c["server"], c["case"]
+            )
+        }));
+    }
+    let total = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), total, "shards overlap");
+    assert_eq!(total, 198, "the shards together are the whole matrix");
+    assert!(passed >= 180);
+    assert_no_leftovers();
+}

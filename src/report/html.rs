@@ -166,7 +166,7 @@ pub fn render(
         for case in cases {
             let _ = write!(
                 h,
-                "<div class=\"case\" data-case=\"{case}\"><h3>{case}</h3><table class=\"grid\"><tr><th class=\"corner\">server＼client</th>"
+                "<div class=\"case\" data-case=\"{case}\"><h3>{case}</h3><table class=\"grid\"><tr><th class=\"corner\">server \\ client</th>"
             );
             for c in &clients {
                 let _ = write!(h, "<th>{}</th>", escape(c));
