@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterable
+from typing import IO
 
 import grpc
 
@@ -54,9 +55,39 @@ def run(channel: grpc.Channel, names: Iterable[str], emit: Callable[[dict], None
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def event_line(event: dict) -> str:
+    """One result (or done) event as its JSON line, without the newline."""
+    return json.dumps(event, separators=(",", ":"))
+
+
 def print_event(event: dict) -> None:
     """Print one result line on stdout and flush it at once."""
-    print(json.dumps(event, separators=(",", ":")), flush=True)
+    print(event_line(event), flush=True)
+
+
+class ResultFile:
+    """--result_file: every result line also goes to a file (for containers whose
+    image has no shell to redirect stdout), then `{"event":"done","cases":N}`."""
+
+    def __init__(self, path: str):
+        try:
+            # Line-buffered text: each line reaches the file as soon as it is written.
+            self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in done())
+        except OSError as e:
+            raise _flags.UsageError(f"cannot create result file {path}: {e.strerror or e}") from None
+        self._count = 0
+
+    def emit(self, event: dict) -> None:
+        """Write one result line to stdout and to the file, each flushed at once."""
+        print_event(event)
+        self._file.write(event_line(event) + "\n")
+        self._file.flush()
+        self._count += 1
+
+    def done(self) -> None:
+        """Append the done line and close the file."""
+        self._file.write(event_line({"event": "done", "cases": self._count}) + "\n")
+        self._file.close()
 
 
 def _parse_args(argv):
@@ -69,6 +100,10 @@ def _parse_args(argv):
         "--server_host_override", default="foo.test.google.fr", help="name for TLS SNI and certificate checks"
     )
     parser.add_argument("--tls_ca_file", help="CA certificate for --use_tls (default $INTEROP_TLS_DIR/ca.pem)")
+    parser.add_argument(
+        "--result_file",
+        help='also write every result line to this file (created or truncated), then {"event":"done","cases":N}',
+    )
     args = parser.parse_args(argv)
     if not 0 < args.server_port <= 65535:
         parser.error(f"argument --server_port: {args.server_port} is not a port number")
@@ -84,6 +119,8 @@ def main(argv=None) -> int:
         tls_ca = None
         if args.use_tls:
             tls_ca = _flags.read_file(_flags.tls_file(args.tls_ca_file, "ca.pem"), "TLS CA file")
+        # Last, so a usage error above leaves an existing file alone.
+        result_file = ResultFile(args.result_file) if args.result_file else None
     except _flags.UsageError as e:
         print(f"interop_client: error: {e}", file=sys.stderr)
         return _flags.USAGE_EXIT
@@ -91,6 +128,9 @@ def main(argv=None) -> int:
     log.debug("running %d case(s) against %s:%d (tls=%s)", len(names), args.server_host, args.server_port, args.use_tls)
     channel = make_channel(args.server_host, args.server_port, tls_ca, args.server_host_override)
     try:
-        return run(channel, names, print_event)
+        status = run(channel, names, result_file.emit if result_file else print_event)
     finally:
         channel.close()
+    if result_file:
+        result_file.done()
+    return status

@@ -324,16 +324,76 @@ def _parse_args(argv):
     parser.add_argument("--tls_cert_file", help="certificate chain (default $INTEROP_TLS_DIR/server.pem)")
     parser.add_argument("--tls_key_file", help="private key (default $INTEROP_TLS_DIR/server.key)")
     parser.add_argument("--greeting", default="Hello", help="first word of every Greeter reply")
+    _flags.add_bool_flag(
+        parser, "--health_check", "do not serve: check the health of the server on --port of 127.0.0.1"
+    )
+    parser.add_argument(
+        "--tls_ca_file", help="CA trusted by --health_check --use_tls (default $INTEROP_TLS_DIR/ca.pem)"
+    )
+    parser.add_argument(
+        "--server_host_override", default="foo.test.google.fr", help="server name checked by --health_check --use_tls"
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: {args.port} is not a port number")
+    if args.health_check and args.port == 0:
+        parser.error("--health_check needs --port of the running server")
     return args
 
 
+HEALTH_CHECK_DEADLINE_S = 2.0
+"""Bound on a whole --health_check (connect, TLS handshake and call). Docker runs
+the check every couple of seconds; a server that cannot answer within this is
+reported unhealthy rather than left to pile up checks."""
+
+
+def check_health(port: int, tls_ca: bytes | None = None, server_name: str = "") -> tuple[bool, str]:
+    """Ask grpc.health.v1.Health/Check for the overall status (service "") of the
+    server on 127.0.0.1:port, with grpcio-health-checking's stub.
+
+    Returns (serving, one line: the status name, or why no status came back)."""
+    target = f"127.0.0.1:{port}"
+    if tls_ca is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=options)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_CHECK_DEADLINE_S
+            )
+        except grpc.RpcError as e:
+            # The code as Go and Rust print it (Unavailable, DeadlineExceeded), so
+            # the three servers' checks say the same thing.
+            code = "".join(word.capitalize() for word in e.code().name.split("_"))
+            details = (e.details() or "").replace("\n", " ")
+            return False, f"{code}: {details}"
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+def _health_check_main(args) -> int:
+    """--health_check: one line on stdout; 0 only for SERVING, else 1 (a Docker HEALTHCHECK's contract)."""
+    try:
+        tls_ca = None
+        if args.use_tls:
+            tls_ca = _flags.read_file(_flags.tls_file(args.tls_ca_file, "ca.pem"), "TLS CA file")
+    except _flags.UsageError as e:
+        print(e, flush=True)
+        return 1
+    serving, line = check_health(args.port, tls_ca, args.server_host_override)
+    print(line, flush=True)
+    return 0 if serving else 1
+
+
 def main(argv=None) -> int:
-    """Run the server until SIGTERM or SIGINT; returns the exit status."""
+    """Run the server until SIGTERM or SIGINT (or, with --health_check, check a
+    running one); returns the exit status."""
     args = _parse_args(argv)
     _flags.setup_logging()
+    if args.health_check:
+        return _health_check_main(args)
     try:
         tls_cert_key = None
         if args.use_tls:

@@ -364,3 +364,64 @@ def test_health_and_reflection(channel):
     request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.testing.TestService")
     (reply,) = list(reflection_stub.ServerReflectionInfo(iter([request]), timeout=5))
     assert reply.file_descriptor_response.file_descriptor_proto
+
+
+# --- --health_check and --result_file --------------------------------------------------
+
+
+def _health_check(*args):
+    env = dict(os.environ, INTEROP_TLS_DIR=TLS_DIR)
+    # The check's own deadline is 2 s; 30 s only catches a check that hangs.
+    return subprocess.run(
+        [sys.executable, SERVER, "--health_check", *args], capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_health_check_of_a_serving_server_exits_0(tls):
+    proc, ready = _start_server(*(["--use_tls"] if tls else []))
+    try:
+        done = _health_check("--port", str(ready["port"]), *(["--use_tls"] if tls else []))
+        assert (done.returncode, done.stdout) == (0, "SERVING\n"), done.stderr
+        if not tls:
+            # TLS asked of a plaintext server: no status, exit 1, one line saying why.
+            done = _health_check("--port", str(ready["port"]), "--use_tls")
+            assert done.returncode == 1
+            assert done.stdout.count("\n") == 1, done.stdout
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_health_check_with_nothing_listening_exits_1():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = _health_check("--port", str(port))
+    assert done.returncode == 1
+    assert done.stdout.startswith("Unavailable: ") and done.stdout.count("\n") == 1, done.stdout
+
+
+def test_health_check_needs_a_port():
+    _assert_usage_error(_run_server("--health_check"), "--port")
+
+
+def test_result_file_gets_every_line_then_done(running_server, tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text("stale line of an earlier run\n")
+    done = _client(
+        "--server_port",
+        str(running_server.port),
+        "--test_case",
+        "empty_unary,greeter_unary",
+        "--result_file",
+        str(path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 2
+    assert path.read_text() == done.stdout + '{"event":"done","cases":2}\n'
+
+
+def test_result_file_that_cannot_be_created_is_a_usage_error(tmp_path):
+    _assert_usage_error(
+        _client("--server_port", "1", "--result_file", str(tmp_path / "no" / "such.jsonl")), "cannot create result file"
+    )

@@ -7,7 +7,10 @@
 pub mod cases;
 pub mod checks;
 
+use std::fs::File;
 use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use grpc_interop::cases::Case;
@@ -60,6 +63,13 @@ pub enum ClientError {
     /// tonic rejected the TLS settings.
     #[error("tls configuration rejected")]
     Tls(#[source] tonic::transport::Error),
+    /// `--result_file` could not be created.
+    #[error("cannot create result file {}", path.display())]
+    ResultFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// TLS settings of the channel.
@@ -171,6 +181,71 @@ impl CaseResult {
     }
 }
 
+/// The last line of a `--result_file`: how many results came before it.
+#[derive(Serialize)]
+struct Done {
+    event: &'static str,
+    cases: usize,
+}
+
+/// Where result lines go: `out` (stdout) always, and with `--result_file` a
+/// file too, for containers whose image has no shell to redirect stdout.
+#[derive(Debug)]
+pub struct ResultSink<W: Write> {
+    out: W,
+    file: Option<File>,
+    written: usize,
+}
+
+impl<W: Write> ResultSink<W> {
+    /// Creates (or truncates) `result_file` when given.
+    pub fn open(out: W, result_file: Option<&Path>) -> Result<Self, ClientError> {
+        let file = result_file
+            .map(|path| {
+                File::create(path).map_err(|source| ClientError::ResultFile {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            out,
+            file,
+            written: 0,
+        })
+    }
+
+    /// Writes one result line to `out` and to the file, each flushed at once, so
+    /// a reader sees every finished case even if the client is killed later.
+    pub fn result(&mut self, result: &CaseResult) -> io::Result<()> {
+        let line = result.json_line();
+        writeln!(self.out, "{line}")?;
+        self.out.flush()?;
+        if let Some(file) = &mut self.file {
+            // One write per line: a reader never sees half of one.
+            file.write_all(format!("{line}\n").as_bytes())?;
+            file.flush()?;
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Ends the file with `{"event":"done","cases":N}`, which tells a reader the
+    /// client finished; `out` gets nothing more.
+    pub fn finish(self) -> io::Result<()> {
+        if let Some(mut file) = self.file {
+            let done = Done {
+                event: "done",
+                cases: self.written,
+            };
+            let line = serde_json::to_string(&done).map_err(io::Error::other)?;
+            file.write_all(format!("{line}\n").as_bytes())?;
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `case` in its own task, so a panic becomes a failed result, under [`CASE_GUARD`].
 pub async fn run_case(clients: &Clients, case: Case) -> CaseResult {
     let started = Instant::now();
@@ -273,6 +348,51 @@ mod tests {
         assert_eq!(
             (outcome, message.as_str()),
             (Outcome::Failed, "a = 1, want 2; b = 3, want 4")
+        );
+    }
+
+    #[test]
+    fn result_sink_writes_every_line_to_both_and_ends_the_file_with_done() {
+        let path =
+            std::env::temp_dir().join(format!("rust-client-sink-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "stale line of an earlier run\n").expect("seed the file");
+        let result = CaseResult {
+            event: "result",
+            case: Case::EmptyUnary,
+            outcome: Outcome::Passed,
+            duration_ms: 1.5,
+            message: String::new(),
+        };
+        let mut stdout = Vec::new();
+        let mut sink = ResultSink::open(&mut stdout, Some(&path)).expect("creates the file");
+        sink.result(&result).expect("writes");
+        sink.result(&result).expect("writes");
+        sink.finish().expect("finishes");
+        let file = std::fs::read_to_string(&path).expect("file readable");
+        std::fs::remove_file(&path).expect("cleanup");
+
+        let line = result.json_line();
+        assert_eq!(
+            String::from_utf8(stdout).expect("utf-8"),
+            format!("{line}\n{line}\n")
+        );
+        assert_eq!(
+            file,
+            format!("{line}\n{line}\n{{\"event\":\"done\",\"cases\":2}}\n")
+        );
+    }
+
+    #[test]
+    fn result_sink_without_a_file_writes_stdout_only() {
+        let mut stdout = Vec::new();
+        let sink = ResultSink::open(&mut stdout, None).expect("no file to create");
+        sink.finish().expect("finishes");
+        assert!(stdout.is_empty());
+        let error = ResultSink::open(Vec::new(), Some(Path::new("/nonexistent/dir/r.jsonl")))
+            .expect_err("no such folder");
+        assert_eq!(
+            error.to_string(),
+            "cannot create result file /nonexistent/dir/r.jsonl"
         );
     }
 

@@ -3,14 +3,13 @@
 //! Exit status: 0 when no case failed, 1 when one did, 2 on bad usage or setup
 //! (unknown case, unreadable CA file), with one line on stderr.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
 use grpc_interop::cases::Case;
-use rust_client::{ClientOptions, Clients, Outcome, TlsOptions, run_case};
+use rust_client::{ClientOptions, Clients, Outcome, ResultSink, TlsOptions, run_case};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_FAILED: u8 = 1;
@@ -38,10 +37,16 @@ struct Args {
     /// CA certificate to trust (default `$INTEROP_TLS_DIR/ca.pem`).
     #[arg(long = "tls_ca_file")]
     tls_ca_file: Option<PathBuf>,
+    /// Also write every result line to this file (created or truncated), then
+    /// `{"event":"done","cases":N}`.
+    #[arg(long = "result_file")]
+    result_file: Option<PathBuf>,
 }
 
+type Stdout = std::io::Stdout;
+
 /// Everything decided before the first case runs; any error here is exit 2.
-fn setup(args: &Args) -> anyhow::Result<(Vec<Case>, ClientOptions)> {
+fn setup(args: &Args) -> anyhow::Result<(Vec<Case>, ClientOptions, ResultSink<Stdout>)> {
     let cases = Case::parse_list(&args.test_case).map_err(anyhow::Error::msg)?;
     let tls = if args.use_tls {
         let ca = match (&args.tls_ca_file, std::env::var_os("INTEROP_TLS_DIR")) {
@@ -58,6 +63,8 @@ fn setup(args: &Args) -> anyhow::Result<(Vec<Case>, ClientOptions)> {
     } else {
         None
     };
+    // Last, so a usage error above leaves an existing file alone.
+    let sink = ResultSink::open(std::io::stdout(), args.result_file.as_deref())?;
     Ok((
         cases,
         ClientOptions {
@@ -65,10 +72,11 @@ fn setup(args: &Args) -> anyhow::Result<(Vec<Case>, ClientOptions)> {
             port: args.server_port,
             tls,
         },
+        sink,
     ))
 }
 
-async fn run(cases: Vec<Case>, options: ClientOptions) -> ExitCode {
+async fn run(cases: Vec<Case>, options: ClientOptions, mut sink: ResultSink<Stdout>) -> ExitCode {
     let channel = match options.channel() {
         Ok(channel) => channel,
         Err(error) => {
@@ -81,14 +89,14 @@ async fn run(cases: Vec<Case>, options: ClientOptions) -> ExitCode {
     for case in cases {
         let result = run_case(&clients, case).await;
         any_failed |= result.outcome == Outcome::Failed;
-        let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "{}", result.json_line())
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            eprintln!("rust-client: cannot write results to stdout");
+        if let Err(error) = sink.result(&result) {
+            eprintln!("rust-client: cannot write results: {error}");
             return ExitCode::from(EXIT_FAILED);
         }
+    }
+    if let Err(error) = sink.finish() {
+        eprintln!("rust-client: cannot finish the result file: {error}");
+        return ExitCode::from(EXIT_FAILED);
     }
     if any_failed {
         ExitCode::from(EXIT_FAILED)
@@ -114,11 +122,13 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in captured logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .init();
-    let (cases, options) = match setup(&args) {
+    let (cases, options, sink) = match setup(&args) {
         Ok(setup) => setup,
         Err(error) => {
             eprintln!("rust-client: {error:#}");
@@ -126,7 +136,7 @@ fn main() -> ExitCode {
         }
     };
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run(cases, options)),
+        Ok(runtime) => runtime.block_on(run(cases, options, sink)),
         Err(error) => {
             eprintln!("rust-client: cannot start the tokio runtime: {error}");
             ExitCode::from(EXIT_USAGE)

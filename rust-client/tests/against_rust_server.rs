@@ -335,3 +335,56 @@ fn binary_accepts_every_use_tls_form() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_writes_the_result_file_then_done() {
+    let server = start_server(ServerOptions::default()).await;
+    let file =
+        std::env::temp_dir().join(format!("rust-client-results-{}.jsonl", std::process::id()));
+    std::fs::write(&file, "stale\n").expect("seed the file");
+    let port = server.port.to_string();
+    let path = file.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        client_binary()
+            .args([
+                "--server_port",
+                &port,
+                "--test_case",
+                "empty_unary,greeter_unary",
+            ])
+            .arg("--result_file")
+            .arg(&path)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("client runs");
+    let written = std::fs::read_to_string(&file).expect("result file written");
+    std::fs::remove_file(&file).expect("cleanup");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 2);
+    assert_eq!(
+        written,
+        format!("{stdout}{{\"event\":\"done\",\"cases\":2}}\n"),
+        "the stdout lines, then done"
+    );
+
+    // An uncreatable file is a setup error: exit 2 before any case runs.
+    let output = client_binary()
+        .args([
+            "--server_port",
+            "1",
+            "--result_file",
+            "/nonexistent/dir/r.jsonl",
+        ])
+        .output()
+        .expect("client runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot create result file /nonexistent/dir/r.jsonl"),
+        "{stderr}"
+    );
+}

@@ -1,8 +1,8 @@
 //! The Rust (tonic) interop server: `helloworld.Greeter`, `grpc.testing.TestService`,
 //! health and reflection, as `implementations/CONTRACT.md` describes.
 //!
-//! `main.rs` is a thin command line over [`bind`], [`readiness_line`] and [`serve`];
-//! tests start the same server in-process.
+//! `main.rs` is a thin command line over [`bind`], [`readiness_line`] and [`serve`]
+//! (and [`health_check`] for `--health_check`); tests start the same server in-process.
 
 pub mod greeter;
 pub mod test_service;
@@ -12,6 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use grpc_interop::cases::Case;
 use grpc_interop::pb::FILE_DESCRIPTOR_SET;
@@ -21,8 +22,10 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_check_response::ServingStatus as CheckedStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// `implementation` field of the readiness line.
 pub const IMPLEMENTATION: &str = "rust";
@@ -208,4 +211,68 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Bound on a whole `--health_check` (connect, TLS handshake and call). Docker
+/// runs the check every couple of seconds; a server that cannot answer within
+/// this is reported unhealthy rather than left to pile up checks.
+pub const HEALTH_CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How `--health_check` reaches a server that serves TLS.
+#[derive(Debug, Clone)]
+pub struct HealthCheckTls {
+    /// PEM of the only CA trusted.
+    pub ca_pem: Vec<u8>,
+    /// Name used for SNI and certificate verification.
+    pub server_name: String,
+}
+
+/// Why a health check got no serving status back.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthCheckError {
+    /// tonic rejected the address or the TLS settings.
+    #[error("cannot set up the channel: {0}")]
+    Channel(#[source] tonic::transport::Error),
+    /// The call ended with an error status (nothing listening, TLS mismatch, ...).
+    #[error("{code:?}: {message}", code = .0.code(), message = .0.message())]
+    Call(tonic::Status),
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Deadline(Duration),
+    /// The server answered with a status number this health proto does not know.
+    #[error("unknown serving status {0}")]
+    UnknownStatus(i32),
+}
+
+/// Calls `grpc.health.v1.Health/Check` for the overall status (service `""`) of
+/// the server on `127.0.0.1:port`, with the health client of tonic-health, all
+/// within `deadline`. Returns the status the server reported.
+pub async fn health_check(
+    port: u16,
+    tls: Option<&HealthCheckTls>,
+    deadline: Duration,
+) -> Result<CheckedStatus, HealthCheckError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://127.0.0.1:{port}"))
+        .map_err(HealthCheckError::Channel)?
+        .connect_timeout(deadline)
+        .timeout(deadline);
+    if let Some(tls) = tls {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+            .domain_name(tls.server_name.clone());
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(HealthCheckError::Channel)?;
+    }
+    let mut client = HealthClient::new(endpoint.connect_lazy());
+    let call = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    let reply = tokio::time::timeout(deadline, call)
+        .await
+        .map_err(|_| HealthCheckError::Deadline(deadline))?
+        .map_err(HealthCheckError::Call)?
+        .into_inner();
+    CheckedStatus::try_from(reply.status).map_err(|_| HealthCheckError::UnknownStatus(reply.status))
 }

@@ -2,6 +2,10 @@
 //!
 //! Exit status: 0 after SIGTERM/SIGINT, 2 on bad flags or when the port cannot
 //! be bound (one line on stderr), 1 if serving fails afterwards.
+//!
+//! `--health_check` does not serve: it asks the server already running on
+//! `--port` for its health and exits 0 when it answers SERVING, 1 otherwise
+//! (the contract of a Docker HEALTHCHECK command).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
-use rust_server::{ServerOptions, bind, load_identity, readiness_line, serve};
+use rust_server::{
+    HEALTH_CHECK_DEADLINE, HealthCheckTls, ServerOptions, bind, health_check, load_identity,
+    readiness_line, serve,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +49,15 @@ struct Args {
     /// First word of every Greeter reply.
     #[arg(long = "greeting", default_value = "Hello")]
     greeting: String,
+    /// Do not serve: check the health of the server on `--port` of 127.0.0.1.
+    #[arg(long = "health_check", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    health_check: bool,
+    /// CA trusted by `--health_check --use_tls` (default `$INTEROP_TLS_DIR/ca.pem`).
+    #[arg(long = "tls_ca_file")]
+    tls_ca_file: Option<PathBuf>,
+    /// Server name checked by `--health_check --use_tls`.
+    #[arg(long = "server_host_override", default_value = "foo.test.google.fr")]
+    server_host_override: String,
 }
 
 /// `--flag` if given, else `$INTEROP_TLS_DIR/<file>`.
@@ -65,6 +81,43 @@ fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         greeting: args.greeting.clone(),
         tls,
     })
+}
+
+/// `--health_check`: one line on stdout (`SERVING`, another status, or why no
+/// status came back); exit 0 only for SERVING. Every failure of the check
+/// itself is 1, the unhealthy status of a Docker HEALTHCHECK.
+async fn check(args: &Args) -> ExitCode {
+    let tls = if args.use_tls {
+        let loaded = tls_path(args.tls_ca_file.clone(), "--tls_ca_file", "ca.pem").and_then(|ca| {
+            std::fs::read(&ca).with_context(|| format!("cannot read CA file {}", ca.display()))
+        });
+        match loaded {
+            Ok(ca_pem) => Some(HealthCheckTls {
+                ca_pem,
+                server_name: args.server_host_override.clone(),
+            }),
+            Err(error) => {
+                println!("{error:#}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    } else {
+        None
+    };
+    match health_check(args.port, tls.as_ref(), HEALTH_CHECK_DEADLINE).await {
+        Ok(status) => {
+            println!("{}", status.as_str_name());
+            if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+        Err(error) => {
+            println!("{}", error.to_string().replace('\n', " "));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT, with the signal's name.
@@ -157,13 +210,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if args.health_check && args.port == 0 {
+        eprintln!("rust-server: --health_check needs --port of the running server");
+        return ExitCode::from(EXIT_USAGE);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in captured logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
     match tokio::runtime::Runtime::new() {
+        Ok(runtime) if args.health_check => runtime.block_on(check(&args)),
         Ok(runtime) => runtime.block_on(run(args)),
         Err(error) => {
             eprintln!("rust-server: cannot start the tokio runtime: {error}");

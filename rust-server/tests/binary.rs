@@ -170,3 +170,53 @@ async fn bad_flags_and_busy_port_exit_2_with_one_line() {
     );
     assert_eq!(terminate(running).await, Some(0));
 }
+
+/// Runs `rust-server --health_check ...`; returns its exit code and stdout.
+async fn health_check(args: &[&str]) -> (Option<i32>, String) {
+    let mut command = server(&["--health_check"]);
+    command.args(args);
+    // The check's own deadline is 2 s; this only catches a check that hangs.
+    let output = tokio::time::timeout(START_TIMEOUT, command.output())
+        .await
+        .expect("health check exits in time")
+        .expect("runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn health_check_exits_0_when_serving_and_1_when_nothing_answers() {
+    let (running, ready) = start(&[]).await;
+    let port = ready["port"].to_string();
+    assert_eq!(
+        health_check(&["--port", &port]).await,
+        (Some(0), "SERVING\n".to_string())
+    );
+    // TLS asked of a plaintext server: no status, exit 1, one line saying why.
+    let (code, stdout) = health_check(&["--port", &port, "--use_tls"]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert_eq!(terminate(running).await, Some(0));
+
+    let (running, ready) = start(&["--use_tls"]).await;
+    let port = ready["port"].to_string();
+    assert_eq!(
+        health_check(&["--port", &port, "--use_tls"]).await,
+        (Some(0), "SERVING\n".to_string())
+    );
+    assert_eq!(terminate(running).await, Some(0));
+
+    // A port that nothing listens on: bound by us, then released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("address").port().to_string();
+    drop(free);
+    let (code, stdout) = health_check(&["--port", &port]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert!(stdout.starts_with("Unavailable"), "{stdout}");
+
+    // Without --port there is nothing to check: bad usage.
+    fails_with_2(&mut server(&["--health_check"])).await;
+}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -63,6 +64,7 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	useTLS := fs.Bool("use_tls", false, "connect with TLS, trusting only --tls_ca_file")
 	override := fs.String("server_host_override", "foo.test.google.fr", "name for TLS server name indication and certificate verification")
 	caFile := fs.String("tls_ca_file", caDefault(), "CA certificate trusted with --use_tls")
+	resultFile := fs.String("result_file", "", `also write every result line to this file (created or truncated), then {"event":"done","cases":N}`)
 	// The flag package prints a multi-line usage on errors; the contract
 	// wants one line, so errors are returned and usage shown only for -h.
 	fs.SetOutput(io.Discard)
@@ -106,6 +108,19 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	}
 	defer func() { _ = cc.Close() }()
 
+	// Opened last, so a usage error above leaves an existing file alone.
+	var file *os.File
+	if *resultFile != "" {
+		file, err = os.Create(*resultFile)
+		if err != nil {
+			return false, usageError{fmt.Errorf("create result file: %w", err)}
+		}
+		defer func() { _ = file.Close() }()
+		// An *os.File is unbuffered: each result line reaches the file in one
+		// write, at once, as on stdout.
+		out = io.MultiWriter(out, file)
+	}
+
 	clients := interop.NewClients(cc)
 	ctx := context.Background()
 	for _, tc := range cases {
@@ -117,5 +132,28 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 			return failed, fmt.Errorf("write result: %w", err)
 		}
 	}
+	if file != nil {
+		if err := writeDone(file, len(cases)); err != nil {
+			return failed, fmt.Errorf("finish result file: %w", err)
+		}
+	}
 	return failed, nil
+}
+
+// done is the last line of a --result_file: how many results came before it,
+// which tells a reader that the client finished.
+type done struct {
+	Event string `json:"event"`
+	Cases int    `json:"cases"`
+}
+
+func writeDone(f *os.File, cases int) error {
+	line, err := json.Marshal(done{Event: "done", Cases: cases})
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		return err
+	}
+	return f.Sync()
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,5 +70,47 @@ func TestResultLines(t *testing.T) {
 		if got != want[i] {
 			t.Errorf("line %d = %+v, want %+v", i+1, got, want[i])
 		}
+	}
+}
+
+// TestResultFile checks that --result_file gets the stdout lines, then the
+// done line, and replaces what the file held before.
+func TestResultFile(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := interop.NewServer(interop.DefaultGreeting)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+	path := filepath.Join(t.TempDir(), "results.jsonl")
+	if err := os.WriteFile(path, []byte("stale\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var out strings.Builder
+	failed, err := run([]string{"--server_host", "127.0.0.1", "--server_port", port, "--test_case", "empty_unary,greeter_unary", "--result_file", path}, &out)
+	if err != nil || failed {
+		t.Fatalf("run = failed %t, %v; want false, nil", failed, err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := out.String() + `{"event":"done","cases":2}` + "\n"; string(got) != want {
+		t.Errorf("result file =\n%s\nwant\n%s", got, want)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 2 {
+		t.Errorf("stdout has %d lines, want 2 (no done line):\n%s", n, out.String())
+	}
+}
+
+func TestResultFileCannotBeCreated(t *testing.T) {
+	var out strings.Builder
+	_, err := run([]string{"--server_port", "1", "--result_file", filepath.Join(t.TempDir(), "no", "such", "dir.jsonl")}, &out)
+	var ue usageError
+	if !errors.As(err, &ue) || out.Len() != 0 {
+		t.Errorf("run = %v, printed %q; want a usage error (exit 2) and nothing printed", err, out.String())
 	}
 }

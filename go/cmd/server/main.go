@@ -3,9 +3,15 @@
 //
 // Exit status: 0 after SIGTERM or SIGINT, 2 on bad flags or when it cannot
 // listen.
+//
+// With --health_check it does not serve: it asks the server already running
+// on --port of 127.0.0.1 for its health, prints one line (SERVING, another
+// status, or why none came back) and exits 0 only when SERVING, else 1 (the
+// contract of a Docker HEALTHCHECK command).
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,11 +23,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"polyglot-grpc-interop/go/interop"
 )
@@ -43,12 +52,18 @@ type listening struct {
 // errServe marks a failure after start-up, which exits 1 rather than 2.
 var errServe = errors.New("serve failed")
 
+// errUnhealthy is a --health_check that got no SERVING back: exit 1, the
+// reason already printed on stdout.
+var errUnhealthy = errors.New("not serving")
+
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	err := run(os.Args[1:])
+	err := run(os.Args[1:], os.Stdout)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
+	case errors.Is(err, errUnhealthy):
+		os.Exit(1)
 	case errors.Is(err, errServe):
 		fmt.Fprintf(os.Stderr, "server: %v\n", err)
 		os.Exit(1)
@@ -66,13 +81,18 @@ func tlsDefault(name string) string {
 	return ""
 }
 
-func run(args []string) error {
+// run serves until SIGTERM or SIGINT, announcing readiness on out; with
+// --health_check it checks a running server instead.
+func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	port := fs.Int("port", 0, "TCP port to listen on, on all interfaces; 0 picks a free one")
 	useTLS := fs.Bool("use_tls", false, "serve TLS")
 	certFile := fs.String("tls_cert_file", tlsDefault("server.pem"), "certificate chain for --use_tls")
 	keyFile := fs.String("tls_key_file", tlsDefault("server.key"), "private key for --use_tls")
 	greeting := fs.String("greeting", interop.DefaultGreeting, "first word of every Greeter reply")
+	healthCheck := fs.Bool("health_check", false, "do not serve: check the health of the server on --port of 127.0.0.1")
+	caFile := fs.String("tls_ca_file", tlsDefault("ca.pem"), "CA trusted by --health_check --use_tls")
+	override := fs.String("server_host_override", "foo.test.google.fr", "server name checked by --health_check --use_tls")
 	// The flag package prints a multi-line usage on errors; the contract
 	// wants one line, so errors are returned and usage shown only for -h.
 	fs.SetOutput(io.Discard)
@@ -88,6 +108,12 @@ func run(args []string) error {
 	}
 	if *port < 0 || *port > 65535 {
 		return fmt.Errorf("--port %d out of range 0..65535", *port)
+	}
+	if *healthCheck {
+		if *port == 0 {
+			return errors.New("--health_check needs --port of the running server")
+		}
+		return checkHealth(out, *port, *useTLS, *caFile, *override)
 	}
 
 	var opts []grpc.ServerOption
@@ -124,7 +150,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stdout.Write(append(line, '\n')); err != nil {
+	if _, err := out.Write(append(line, '\n')); err != nil {
 		return err
 	}
 	slog.Info("listening", "port", bound, "tls", *useTLS, "greeting", *greeting)
@@ -148,6 +174,36 @@ func run(args []string) error {
 	case <-time.After(stopGrace):
 		slog.Warn("graceful stop took too long; stopping hard", "grace", stopGrace)
 		srv.Stop()
+	}
+	return nil
+}
+
+// checkHealth prints the overall health status of the server on
+// 127.0.0.1:port, or why there is none, as one line on out; it returns
+// errUnhealthy unless the status is SERVING.
+func checkHealth(out io.Writer, port int, useTLS bool, caFile, serverName string) error {
+	creds := insecure.NewCredentials()
+	if useTLS {
+		var err error
+		if caFile == "" {
+			err = errors.New("--health_check --use_tls needs --tls_ca_file (or INTEROP_TLS_DIR)")
+		} else {
+			creds, err = credentials.NewClientTLSFromFile(caFile, serverName)
+		}
+		if err != nil {
+			fmt.Fprintln(out, err)
+			return errUnhealthy
+		}
+	}
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	st, err := interop.CheckHealth(context.Background(), target, creds)
+	if err != nil {
+		fmt.Fprintln(out, strings.ReplaceAll(err.Error(), "\n", " "))
+		return errUnhealthy
+	}
+	fmt.Fprintln(out, st)
+	if st != healthpb.HealthCheckResponse_SERVING {
+		return errUnhealthy
 	}
 	return nil
 }
