@@ -144,12 +144,33 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
         describe_problems(&summary.results)
     );
 
-    // JUnit: one testcase per cell.
+    // JUnit: a well-formed document with one testcase per cell.
     let xml = std::fs::read_to_string(&junit_path).unwrap();
-    assert_eq!(xml.matches("<testcase ").count(), cells);
+    let doc = roxmltree::Document::parse(&xml).expect("the JUnit report is well-formed XML");
+    let testcases: Vec<roxmltree::Node> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(testcases.len(), cells);
     assert_eq!(
-        xml.matches("<skipped").count(),
-        from_json(Outcome::Unsupported)
+        doc.root_element().attribute("tests"),
+        Some(cells.to_string().as_str())
+    );
+    let skipped = testcases
+        .iter()
+        .filter(|t| t.children().any(|c| c.has_tag_name("skipped")))
+        .count();
+    assert_eq!(skipped, from_json(Outcome::Unsupported));
+    let failed = testcases
+        .iter()
+        .filter(|t| {
+            t.children()
+                .any(|c| c.has_tag_name("failure") || c.has_tag_name("error"))
+        })
+        .count();
+    assert_eq!(
+        failed,
+        from_json(Outcome::Failed) + from_json(Outcome::TimedOut) + from_json(Outcome::SetupError)
     );
 
     // Terminal: the same totals line.
