@@ -12,11 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup-machine.sh
-
 # Docker Hub answers any request (401 without credentials) when it can be reached.
-if ! curl -s -o /dev/null --max-time 10 https://registry-1.docker.io/v2/; then
-  echo "test: Docker Hub cannot be reached; building local stand-in base images" >&2
+if curl -s -o /dev/null --max-time 10 https://registry-1.docker.io/v2/; then
+  bash scripts/setup-machine.sh
+else
+  echo "test: Docker Hub cannot be reached; local stand-in base images will be used" >&2
+  bash scripts/setup-machine.sh --base-images
   bash scripts/docker-base-images.sh
 fi
 

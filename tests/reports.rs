@@ -15,17 +15,39 @@ use grpc_interop::model::{Outcome, Reporter};
 use grpc_interop::report::{html::Html, json::Json, junit::Junit, terminal::Terminal};
 use grpc_interop::select::Selection;
 
-/// Where Debian's chromium package puts the browser.
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// The browser: `$CHROMIUM`, else the first Chromium-family browser on PATH
+/// (Debian's chromium package installs /usr/bin/chromium).
+fn browser() -> String {
+    if let Ok(b) = std::env::var("CHROMIUM")
+        && !b.is_empty()
+    {
+        return b;
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    for name in [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate.display().to_string();
+            }
+        }
+    }
+    panic!(
+        "no Chromium-family browser found: install Debian's chromium package (apt-get install chromium; \
+         scripts/setup-machine.sh does it) or set CHROMIUM to a browser's path, to test the HTML report in a real browser"
+    );
+}
 
 /// Runs headless Chromium on `page` with `args`; returns its stdout.
 async fn chromium(profile: &Path, page: &Path, args: &[&str]) -> String {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium) to test the HTML report in a real browser"
-    );
+    let browser = browser();
     let mut argv: Vec<String> = [
-        CHROMIUM,
+        browser.as_str(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
