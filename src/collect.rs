@@ -146,14 +146,9 @@ pub async fn collect(
             &cell.unsupported,
             state.and_then(|s| s.results.get(&cell.id.case)),
         ) {
-            (Some(reason), _) => CellResult {
-                id: cell.id.clone(),
-                outcome: Outcome::Unsupported,
-                duration: Duration::ZERO,
-                message: reason.clone(),
-                known_failure: None,
-                logs: vec![],
-            },
+            (Some(reason), _) => {
+                CellResult::not_run(cell.id.clone(), Outcome::Unsupported, reason.clone())
+            }
             (None, Some(reported)) => reported.clone(),
             (None, None) => {
                 let file = result_file(dir, &cell.id.client, &cell.id.server);
@@ -178,29 +173,12 @@ pub async fn collect(
                         ),
                     ),
                 };
-                CellResult {
-                    id: cell.id.clone(),
-                    outcome,
-                    duration: Duration::ZERO,
-                    message,
-                    known_failure: None,
-                    logs: vec![],
-                }
+                CellResult::not_run(cell.id.clone(), outcome, message)
             }
         };
         sink.finish_cell(result);
     }
-    let summary = Summary {
-        results: sink.results(),
-        duration: started.elapsed(),
-        interrupted: cancel.is_cancelled(),
-    };
-    sink.emit(&Event::RunFinished {
-        results: summary.results.clone(),
-        duration: summary.duration,
-        interrupted: summary.interrupted,
-    });
-    summary
+    sink.finish_run(plan, started, cancel.is_cancelled())
 }
 
 #[cfg(test)]

@@ -99,6 +99,19 @@ fn as_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl CellResult {
+    /// A cell that got its outcome without a client playing it (unsupported,
+    /// setup error, missing result): no duration, no logs.
+    pub fn not_run(id: CellId, outcome: Outcome, message: impl Into<String>) -> CellResult {
+        CellResult {
+            id,
+            outcome,
+            duration: Duration::ZERO,
+            message: message.into(),
+            known_failure: None,
+            logs: vec![],
+        }
+    }
+
     /// Whether the cell is acceptable for the verdict: passed, unsupported,
     /// or a known failure that still fails.
     pub fn is_ok(&self) -> bool {

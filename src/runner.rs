@@ -106,12 +106,31 @@ impl Sink {
         self.emit(&Event::CellFinished(result));
     }
 
-    /// The results finished so far.
-    pub(crate) fn results(&self) -> Vec<CellResult> {
-        self.results
+    /// Ends the run: the results in plan order, reported as `RunFinished`.
+    pub(crate) fn finish_run(&self, plan: &Plan, started: Instant, interrupted: bool) -> Summary {
+        let mut results = self
+            .results
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let order: BTreeMap<&CellId, usize> = plan
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&c.id, i))
+            .collect();
+        results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
+        let summary = Summary {
+            results,
+            duration: started.elapsed(),
+            interrupted,
+        };
+        self.emit(&Event::RunFinished {
+            results: summary.results.clone(),
+            duration: summary.duration,
+            interrupted: summary.interrupted,
+        });
+        summary
     }
 
     /// Errors reporters returned.
@@ -229,14 +248,11 @@ pub async fn run(
     let mut to_run: BTreeMap<(String, String), Vec<Case>> = BTreeMap::new();
     for cell in &plan.cells {
         match &cell.unsupported {
-            Some(reason) => sink.finish_cell(CellResult {
-                id: cell.id.clone(),
-                outcome: Outcome::Unsupported,
-                duration: Duration::ZERO,
-                message: reason.clone(),
-                known_failure: None,
-                logs: vec![],
-            }),
+            Some(reason) => sink.finish_cell(CellResult::not_run(
+                cell.id.clone(),
+                Outcome::Unsupported,
+                reason.clone(),
+            )),
             None => to_run
                 .entry((cell.id.client.clone(), cell.id.server.clone()))
                 .or_default()
@@ -317,18 +333,16 @@ pub async fn run(
             });
         if let Some(message) = setup_error {
             for case in cases {
-                sink.finish_cell(CellResult {
-                    id: CellId {
-                        client: client.clone(),
-                        server: server.clone(),
-                        case,
-                    },
-                    outcome: Outcome::SetupError,
-                    duration: Duration::ZERO,
-                    message: message.clone(),
-                    known_failure: None,
-                    logs: vec![],
-                });
+                let id = CellId {
+                    client: client.clone(),
+                    server: server.clone(),
+                    case,
+                };
+                sink.finish_cell(CellResult::not_run(
+                    id,
+                    Outcome::SetupError,
+                    message.clone(),
+                ));
             }
             continue;
         }
@@ -362,29 +376,7 @@ pub async fn run(
     }
     backend.finish().await;
 
-    let mut results = sink
-        .results
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let order: BTreeMap<&CellId, usize> = plan
-        .cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (&c.id, i))
-        .collect();
-    results.sort_by_key(|r| order.get(&r.id).copied().unwrap_or(usize::MAX));
-    let summary = Summary {
-        results,
-        duration: started.elapsed(),
-        interrupted: cancel.is_cancelled(),
-    };
-    sink.emit(&Event::RunFinished {
-        results: summary.results.clone(),
-        duration: summary.duration,
-        interrupted: summary.interrupted,
-    });
-    summary
+    sink.finish_run(plan, started, cancel.is_cancelled())
 }
 
 async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
@@ -453,14 +445,11 @@ impl Pairing {
                     &format!("server {}", self.server_name),
                     &self.server.lock().await.logs(FAILURE_LOG_LINES),
                 );
+                let message = format!("server {} is not running ({status})", self.server_name);
                 for case in remaining.drain(..) {
                     self.sink.finish_cell(CellResult {
-                        id: self.id(case),
-                        outcome: Outcome::Failed,
-                        duration: Duration::ZERO,
-                        message: format!("server {} is not running ({status})", self.server_name),
-                        known_failure: None,
                         logs: logs.clone(),
+                        ..CellResult::not_run(self.id(case), Outcome::Failed, message.clone())
                     });
                 }
                 return;
@@ -615,14 +604,8 @@ impl Pairing {
 
     fn give_up(&self, remaining: &mut Vec<Case>, why: &str) {
         for case in remaining.drain(..) {
-            self.sink.finish_cell(CellResult {
-                id: self.id(case),
-                outcome: Outcome::SetupError,
-                duration: Duration::ZERO,
-                message: why.to_string(),
-                known_failure: None,
-                logs: vec![],
-            });
+            self.sink
+                .finish_cell(CellResult::not_run(self.id(case), Outcome::SetupError, why));
         }
     }
 }
