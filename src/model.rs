@@ -1,5 +1,6 @@
 //! What a run produces: cells, outcomes and the events reporters consume.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -123,10 +124,30 @@ impl CellResult {
         }
     }
 
+    /// Whether the cell belongs in a report's failure list: it did not pass
+    /// (and is not unsupported), or it is a known failure that passed.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self.outcome, Outcome::Passed | Outcome::Unsupported) || self.is_unexpected_pass()
+    }
+
     /// Whether a known failure unexpectedly passed.
     pub fn is_unexpected_pass(&self) -> bool {
         self.outcome == Outcome::Passed && self.known_failure.is_some()
     }
+}
+
+/// The verdict of a run: not interrupted, and every cell acceptable.
+pub fn run_ok(results: &[CellResult], interrupted: bool) -> bool {
+    !interrupted && results.iter().all(CellResult::is_ok)
+}
+
+/// Unsupported cells grouped by case and reason, with how many cells each.
+pub fn unsupported_reasons(results: &[CellResult]) -> BTreeMap<(Case, &str), usize> {
+    let mut groups = BTreeMap::new();
+    for r in results.iter().filter(|r| r.outcome == Outcome::Unsupported) {
+        *groups.entry((r.id.case, r.message.as_str())).or_default() += 1;
+    }
+    groups
 }
 
 /// Counts of outcomes.
@@ -147,25 +168,30 @@ impl Totals {
     pub fn of<'a>(results: impl IntoIterator<Item = &'a CellResult>) -> Totals {
         let mut t = Totals::default();
         for r in results {
-            t.cells += 1;
-            match r.outcome {
-                Outcome::Passed => t.passed += 1,
-                Outcome::Failed => t.failed += 1,
-                Outcome::TimedOut => t.timed_out += 1,
-                Outcome::Unsupported => t.unsupported += 1,
-                Outcome::SetupError => t.setup_error += 1,
-            }
-            if r.known_failure.is_some()
-                && r.outcome != Outcome::Passed
-                && r.outcome != Outcome::Unsupported
-            {
-                t.known_failures += 1;
-            }
-            if r.is_unexpected_pass() {
-                t.unexpected_passes += 1;
-            }
+            t.add(r);
         }
         t
+    }
+
+    /// Counts one more cell.
+    pub fn add(&mut self, r: &CellResult) {
+        self.cells += 1;
+        match r.outcome {
+            Outcome::Passed => self.passed += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::TimedOut => self.timed_out += 1,
+            Outcome::Unsupported => self.unsupported += 1,
+            Outcome::SetupError => self.setup_error += 1,
+        }
+        if r.known_failure.is_some()
+            && r.outcome != Outcome::Passed
+            && r.outcome != Outcome::Unsupported
+        {
+            self.known_failures += 1;
+        }
+        if r.is_unexpected_pass() {
+            self.unexpected_passes += 1;
+        }
     }
 
     /// How many cells ended with `outcome`.

@@ -62,7 +62,7 @@ impl Summary {
     /// True when every cell passed, was unsupported, or is a known failure
     /// that still fails, and the run was not interrupted.
     pub fn ok(&self) -> bool {
-        !self.interrupted && self.results.iter().all(CellResult::is_ok)
+        crate::model::run_ok(&self.results, self.interrupted)
     }
 }
 

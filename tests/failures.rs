@@ -36,12 +36,8 @@ impl Reporter for KillOnFirstCell {
             return Ok(());
         }
         self.done = true;
-        for entry in std::fs::read_dir("/proc")?.flatten() {
-            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            if String::from_utf8_lossy(&cmd).contains(&self.marker) {
-                let pid: i32 = entry.file_name().to_string_lossy().parse()?;
+        for (pid, cmdline) in processes() {
+            if cmdline.contains(&self.marker) {
                 // SAFETY: plain kill(2) of a process this test started.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }

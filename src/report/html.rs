@@ -74,7 +74,7 @@ pub fn render(
     interrupted: bool,
 ) -> String {
     let totals = Totals::of(results);
-    let ok = !interrupted && results.iter().all(CellResult::is_ok);
+    let ok = crate::model::run_ok(results, interrupted);
     let (clients, servers) = super::axes(info, results);
     let by_cell: BTreeMap<(&str, &str, Case), &CellResult> = results
         .iter()
@@ -213,12 +213,7 @@ pub fn render(
         let _ = writeln!(h, "</div>");
     }
 
-    let problems: Vec<&CellResult> = results
-        .iter()
-        .filter(|r| {
-            !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass()
-        })
-        .collect();
+    let problems: Vec<&CellResult> = results.iter().filter(|r| r.is_problem()).collect();
     let _ = writeln!(h, "<h2 id=\"failures\">failures ({})</h2>", problems.len());
     for r in problems {
         let _ = writeln!(
@@ -240,13 +235,7 @@ pub fn render(
             }
         );
     }
-    let unsupported: BTreeMap<(Case, &str), usize> = results
-        .iter()
-        .filter(|r| r.outcome == Outcome::Unsupported)
-        .fold(BTreeMap::new(), |mut m, r| {
-            *m.entry((r.id.case, r.message.as_str())).or_default() += 1;
-            m
-        });
+    let unsupported = crate::model::unsupported_reasons(results);
     if !unsupported.is_empty() {
         let _ = writeln!(h, "<h2>unsupported</h2><ul>");
         for ((case, reason), n) in unsupported {

@@ -58,7 +58,7 @@ pub fn to_string(
         run: info,
         duration_ms,
         interrupted,
-        ok: !interrupted && results.iter().all(CellResult::is_ok),
+        ok: crate::model::run_ok(results, interrupted),
         totals: Totals::of(results),
         cells: results,
     };

@@ -121,17 +121,7 @@ impl Reporter for Terminal {
             Event::Phase(text) => self.phase(text)?,
             Event::CellsStarted(_) => {}
             Event::CellFinished(result) => {
-                self.done = Totals {
-                    cells: self.done.cells + 1,
-                    ..self.done
-                };
-                match result.outcome {
-                    Outcome::Passed => self.done.passed += 1,
-                    Outcome::Failed => self.done.failed += 1,
-                    Outcome::TimedOut => self.done.timed_out += 1,
-                    Outcome::Unsupported => self.done.unsupported += 1,
-                    Outcome::SetupError => self.done.setup_error += 1,
-                }
+                self.done.add(result);
                 if self.live {
                     self.progress_line()?;
                 }
@@ -259,12 +249,7 @@ pub fn render(
         Outcome::SetupError.mark()
     )?;
 
-    let problems: Vec<&CellResult> = results
-        .iter()
-        .filter(|r| {
-            !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported) || r.is_unexpected_pass()
-        })
-        .collect();
+    let problems: Vec<&CellResult> = results.iter().filter(|r| r.is_problem()).collect();
     if !problems.is_empty() {
         writeln!(out)?;
         writeln!(out, "failures ({}):", problems.len())?;
@@ -290,13 +275,7 @@ pub fn render(
             }
         }
     }
-    let unsupported: BTreeMap<(Case, &str), usize> = results
-        .iter()
-        .filter(|r| r.outcome == Outcome::Unsupported)
-        .fold(BTreeMap::new(), |mut m, r| {
-            *m.entry((r.id.case, r.message.as_str())).or_default() += 1;
-            m
-        });
+    let unsupported = crate::model::unsupported_reasons(results);
     if !unsupported.is_empty() {
         writeln!(out)?;
         writeln!(out, "unsupported:")?;
@@ -336,7 +315,7 @@ pub fn render(
             ""
         }
     )?;
-    let ok = !interrupted && results.iter().all(CellResult::is_ok);
+    let ok = crate::model::run_ok(results, interrupted);
     writeln!(out, "verdict: {}", if ok { "PASS" } else { "FAIL" })?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -127,26 +127,29 @@ pub fn leftover_processes() -> Vec<String> {
     .iter()
     .map(|m| root.join(m).display().to_string())
     .collect();
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
+    processes()
+        .into_iter()
+        .map(|(pid, cmdline)| (pid, cmdline.replace('\0', " ")))
+        .filter(|(_, cmd)| markers.iter().any(|m| cmd.contains(m.as_str())))
+        .map(|(pid, cmd)| format!("{pid}: {cmd}"))
+        .collect()
+}
+
+/// Every other process with its raw command line (arguments separated by
+/// NUL). A zombie has an empty command line and is already dead.
+pub fn processes() -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let pid = entry.file_name().to_string_lossy().to_string();
-        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(Path::new("/proc").join(&pid).join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        // A zombie has an empty command line and is already dead.
-        if markers.iter().any(|m| cmd.contains(m.as_str())) {
-            found.push(format!("{pid}: {cmd}"));
-        }
-    }
-    found
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (pid != me).then(|| (pid, String::from_utf8_lossy(&cmdline).into_owned()))
+        })
+        .collect()
 }
 
 /// Waits briefly for processes to disappear, then asserts none is left.
