@@ -147,8 +147,7 @@ impl Child {
         if let Some(stdout) = child.stdout.take() {
             let logs = logs.clone();
             readers.push(tokio::spawn(read_lines(stdout, move |line| {
-                // Protocol lines are JSON objects; anything else is a log line.
-                if line.trim_start().starts_with('{') {
+                if is_protocol_line(&line) {
                     let _ = tx.send(line);
                 } else {
                     logs.push(line);
@@ -267,6 +266,12 @@ impl Drop for Child {
             live_groups().remove(&self.pgid);
         }
     }
+}
+
+/// Protocol lines (readiness, results) are JSON objects; anything else a
+/// child prints is a log line.
+pub fn is_protocol_line(line: &str) -> bool {
+    line.trim_start().starts_with('{')
 }
 
 async fn read_lines<R: AsyncRead + Unpin>(reader: R, mut each: impl FnMut(String)) {

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::{Backend, BoxFuture, ClientHandle, Next, ServerHandle, Settings, Target};
 use crate::cases::Case;
 use crate::manifest::{DockerSpec, Implementation, Template};
-use crate::process::LogTail;
+use crate::process::{LogTail, is_protocol_line};
 
 /// Label on everything the docker backend creates.
 pub const LABEL: &str = "com.polyglot-grpc-interop.runner";
@@ -280,7 +280,7 @@ fn pump(
                 eprintln!("[{name}] {line}");
             }
             match &tx {
-                Some(tx) if line.trim_start().starts_with('{') => {
+                Some(tx) if is_protocol_line(&line) => {
                     let _ = tx.send(line);
                 }
                 _ => logs.push_line(line),
