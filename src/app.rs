@@ -78,9 +78,14 @@ pub struct RunArgs {
     /// Pairings played at the same time.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
-    /// Seconds one case may take before it is stopped and reported timed out.
+    /// Seconds one case may take before it is stopped and reported timed out,
+    /// from the client's ready line (or its previous result) to the case's result.
     #[arg(long, default_value_t = 20.0)]
     pub case_timeout: f64,
+    /// Seconds a client process may take from its start to its ready line.
+    /// A client that prints none gets this plus --case-timeout for its first case.
+    #[arg(long, default_value_t = 15.0)]
+    pub startup_timeout: f64,
     /// Seconds a server may take to announce readiness.
     #[arg(long, default_value_t = 60.0)]
     pub ready_timeout: f64,
@@ -105,6 +110,12 @@ pub struct CollectArgs {
     /// Seconds to wait for every pairing's file to be complete.
     #[arg(long, default_value_t = 300.0)]
     pub timeout: f64,
+    /// JSON file of the clients' exit statuses, `{"<client>-to-<server>": N}`,
+    /// written once every client has exited (scripts/compose-matrix.sh does);
+    /// waited for, then checked against each client's results. Without it the
+    /// exit statuses are not checked, and the report says so.
+    #[arg(long)]
+    pub exit_codes: Option<PathBuf>,
 }
 
 /// Selection and report options shared by `run` and `collect`.
@@ -247,6 +258,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
     let options = Options {
         jobs: args.jobs,
         case_timeout: seconds("case-timeout", args.case_timeout)?,
+        client_startup: seconds("startup-timeout", args.startup_timeout)?,
         process_per_case: args.process_per_case,
         skip_build: args.no_build,
         shard: args.report.shard.map(|s| s.to_string()),
@@ -354,6 +366,7 @@ pub async fn collect(
     let sink = Arc::new(Sink::new(reporters(&args.report, false), known));
     let summary = crate::collect::collect(
         &args.results,
+        args.exit_codes.as_deref(),
         &impls,
         &plan,
         &options,

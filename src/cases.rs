@@ -75,6 +75,100 @@ impl Case {
         }
     }
 
+    /// The checks this case makes, by name (implementations/CONTRACT.md,
+    /// "Checks"). Result lines name them; the runner judges every result
+    /// against this list.
+    pub fn checks(self) -> &'static [&'static str] {
+        match self {
+            Case::GreeterUnary | Case::GreeterClientStreaming => &["status", "message", "index"],
+            Case::GreeterServerStreaming | Case::GreeterBidiStreaming => {
+                &["status", "reply_count", "message", "index"]
+            }
+            Case::EmptyUnary => &["status"],
+            Case::LargeUnary => &["status", "payload_size", "payload_body", "payload_type"],
+            Case::ClientStreaming => &["status", "aggregated_size"],
+            Case::ServerStreaming | Case::PingPong => &[
+                "status",
+                "response_count",
+                "payload_size",
+                "payload_body",
+                "payload_type",
+            ],
+            Case::EmptyStream => &["status", "response_count"],
+            Case::CustomMetadata => &[
+                "unary.status",
+                "unary.payload_size",
+                "unary.payload_body",
+                "unary.payload_type",
+                "unary.echo_initial",
+                "unary.echo_trailing",
+                "duplex.status",
+                "duplex.response_count",
+                "duplex.payload_size",
+                "duplex.payload_body",
+                "duplex.payload_type",
+                "duplex.echo_initial",
+                "duplex.echo_trailing",
+            ],
+            Case::StatusCodeAndMessage => &[
+                "unary.status_code",
+                "unary.status_message",
+                "duplex.status_code",
+                "duplex.status_message",
+            ],
+            Case::SpecialStatusMessage => &["status_code", "status_message"],
+            Case::UnimplementedMethod
+            | Case::UnimplementedService
+            | Case::CancelAfterBegin
+            | Case::TimeoutOnSleepingServer => &["status_code"],
+            Case::CancelAfterFirstResponse => &[
+                "status",
+                "payload_size",
+                "payload_body",
+                "payload_type",
+                "status_code",
+            ],
+            Case::ClientCompressedUnary => &[
+                "probe.status_code",
+                "compressed.status",
+                "compressed.payload_size",
+                "compressed.payload_body",
+                "compressed.payload_type",
+                "compressed.sent_compressed",
+                "uncompressed.status",
+                "uncompressed.payload_size",
+                "uncompressed.payload_body",
+                "uncompressed.payload_type",
+            ],
+            Case::ServerCompressedUnary => &[
+                "compressed.status",
+                "compressed.payload_size",
+                "compressed.payload_body",
+                "compressed.payload_type",
+                "compressed.response_compressed",
+                "uncompressed.status",
+                "uncompressed.payload_size",
+                "uncompressed.payload_body",
+                "uncompressed.payload_type",
+                "uncompressed.response_compressed",
+            ],
+            Case::ClientCompressedStreaming => &[
+                "probe.status_code",
+                "stream.status",
+                "stream.aggregated_size",
+                "stream.sent_compressed",
+            ],
+            Case::ServerCompressedStreaming => &[
+                "status",
+                "response_count",
+                "payload_size",
+                "payload_body",
+                "payload_type",
+                "response_compressed",
+            ],
+        }
+    }
+
     /// Parses a `--test_case` value: one name, a comma list, or `all`.
     pub fn parse_list(text: &str) -> Result<Vec<Case>, String> {
         if text.trim() == "all" {
@@ -137,6 +231,31 @@ mod tests {
         let err = Case::parse_list("large_unary,larg_unary").unwrap_err();
         assert!(err.contains("larg_unary"), "{err}");
         assert!(Case::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn the_checks_are_the_ones_the_contract_lists() {
+        let contract = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/implementations/CONTRACT.md"
+        ))
+        .unwrap();
+        let table = &contract[contract.find("| case | checks |").expect("the checks table")..];
+        let mut rows = 0;
+        for line in table.lines().skip(2).take_while(|l| l.starts_with("| `")) {
+            let mut cells = line.split(" | ");
+            let case: Case = cells.next().unwrap().trim_matches(['|', ' ', '`']).parse().unwrap();
+            // A row may explain some of its names in parentheses after the list.
+            let names = cells.next().unwrap().split(" (").next().unwrap();
+            let listed: Vec<&str> = names
+                .split_whitespace()
+                .map(|w| w.trim_matches(['`', '|']))
+                .filter(|w| !w.is_empty())
+                .collect();
+            assert_eq!(listed, case.checks(), "{case}");
+            rows += 1;
+        }
+        assert_eq!(rows, Case::all().len());
     }
 
     #[test]

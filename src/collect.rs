@@ -10,13 +10,13 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cases::Case;
+use crate::backend::Exit;
+use crate::judge::judge;
 use crate::manifest::Implementation;
-use crate::model::{CellId, CellResult, Event, Outcome};
-use crate::runner::{
-    self, Options, Sink, Summary, parse_result, reported_duration, reported_outcome,
-};
-use crate::select::Plan;
+use crate::model::{CellResult, Event, Outcome};
+use crate::protocol::{self, Line, Reported, ResultLine};
+use crate::runner::{self, Options, Sink, Summary};
+use crate::select::{Plan, PlannedCell};
 
 /// How often the result folder is read while waiting.
 const POLL: Duration = Duration::from_millis(250);
@@ -32,17 +32,16 @@ pub fn result_file(dir: &Path, client: &str, server: &str) -> PathBuf {
 /// What one result file holds so far.
 #[derive(Debug, Default)]
 struct FileState {
-    results: BTreeMap<Case, CellResult>,
-    done: bool,
+    /// Result lines by case name, the first of each.
+    results: BTreeMap<String, ResultLine>,
+    result_lines: usize,
+    reported_failed: bool,
+    done: Option<usize>,
+    /// Lines that could not be read, or repeated a case.
+    notes: Vec<String>,
 }
 
-fn read_file(
-    path: &Path,
-    since: SystemTime,
-    client: &str,
-    server: &str,
-    manifest: &Path,
-) -> Option<FileState> {
+fn read_file(path: &Path, since: SystemTime) -> Option<FileState> {
     let meta = std::fs::metadata(path).ok()?;
     // A file from an earlier run is not this run's result.
     if meta.modified().ok()? + START_SLACK < since {
@@ -50,43 +49,50 @@ fn read_file(
     }
     let text = std::fs::read_to_string(path).ok()?;
     let mut state = FileState::default();
-    for line in text.lines() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-            && v.get("event").and_then(|e| e.as_str()) == Some("done")
-        {
-            state.done = true;
-            continue;
+    for line in text.lines().filter(|l| protocol::is_protocol_line(l)) {
+        match protocol::parse(line) {
+            Ok(Line::Result(r)) => {
+                state.result_lines += 1;
+                state.reported_failed |= r.outcome == Reported::Failed;
+                if state.results.contains_key(&r.case) {
+                    state
+                        .notes
+                        .push(format!("[collect] a second result for case {:?}", r.case));
+                } else {
+                    state.results.insert(r.case.clone(), r);
+                }
+            }
+            Ok(Line::Done { cases }) => state.done = Some(cases),
+            Ok(other) => state
+                .notes
+                .push(format!("[collect] unexpected line in a result file: {other:?}")),
+            Err(e) => state
+                .notes
+                .push(format!("[collect] unreadable line ({e}): {line}")),
         }
-        let Some(r) = parse_result(line) else {
-            continue;
-        };
-        let Ok(case) = r.case.parse::<Case>() else {
-            continue;
-        };
-        let (outcome, message) = reported_outcome(&r, client, manifest);
-        state.results.insert(
-            case,
-            CellResult {
-                id: CellId {
-                    client: client.to_string(),
-                    server: server.to_string(),
-                    case,
-                },
-                outcome,
-                duration: reported_duration(&r, Duration::ZERO),
-                message,
-                known_failure: None,
-                logs: vec![],
-            },
-        );
     }
     Some(state)
 }
 
+/// Exit statuses of the client containers, by `<client>-to-<server>`, as
+/// `scripts/compose-matrix.sh` writes them once every client has exited.
+fn read_exit_codes(path: &Path, since: SystemTime) -> Option<BTreeMap<String, i64>> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.modified().ok()? + START_SLACK < since {
+        return None;
+    }
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
 /// Waits until every pairing of `plan` has a finished result file in `dir`
-/// (or `timeout` passes, or `cancel` fires), then reports the matrix.
+/// (and, with `exit_codes`, that file too), or `timeout` passes, or `cancel`
+/// fires; then judges every cell as the runner does: each result against its
+/// case's checks and the manifests, each file's done count and the client's
+/// exit status against its results.
+#[allow(clippy::too_many_arguments)]
 pub async fn collect(
     dir: &Path,
+    exit_codes: Option<&Path>,
     impls: &[Implementation],
     plan: &Plan,
     opts: &Options,
@@ -103,6 +109,11 @@ pub async fn collect(
         "waiting for result files in {}",
         dir.display()
     )));
+    if exit_codes.is_none() {
+        sink.emit(&Event::Phase(
+            "the clients' exit statuses are not checked: no --exit-codes file".to_string(),
+        ));
+    }
     let manifests: BTreeMap<&str, &Path> = impls
         .iter()
         .map(|i| (i.name.as_str(), i.source.as_path()))
@@ -116,20 +127,20 @@ pub async fn collect(
 
     let deadline = started + timeout;
     let mut states: BTreeMap<(String, String), FileState> = BTreeMap::new();
+    let mut codes = None;
     loop {
         for (client, server) in &pairings {
-            let path = result_file(dir, client, server);
-            let manifest = manifests
-                .get(client.as_str())
-                .copied()
-                .unwrap_or(Path::new("?"));
-            if let Some(state) = read_file(&path, since, client, server, manifest) {
+            if let Some(state) = read_file(&result_file(dir, client, server), since) {
                 states.insert((client.clone(), server.clone()), state);
             }
         }
+        if let Some(path) = exit_codes {
+            codes = read_exit_codes(path, since);
+        }
         let all_done = pairings
             .iter()
-            .all(|p| states.get(p).is_some_and(|s| s.done));
+            .all(|p| states.get(p).is_some_and(|s| s.done.is_some()))
+            && (exit_codes.is_none() || codes.is_some());
         if all_done || Instant::now() >= deadline || cancel.is_cancelled() {
             break;
         }
@@ -139,51 +150,81 @@ pub async fn collect(
         }
     }
 
+    let mut by_pairing: BTreeMap<(String, String), Vec<&PlannedCell>> = BTreeMap::new();
     for cell in &plan.cells {
-        let key = (cell.id.client.clone(), cell.id.server.clone());
-        let state = states.get(&key);
-        let result = match (
-            &cell.unsupported,
-            state.and_then(|s| s.results.get(&cell.id.case)),
-        ) {
-            (Some(reason), _) => {
-                CellResult::not_run(cell.id.clone(), Outcome::Unsupported, reason.clone())
-            }
-            (None, Some(reported)) => reported.clone(),
-            (None, None) => {
-                let file = result_file(dir, &cell.id.client, &cell.id.server);
-                let (outcome, message) = match state {
-                    None => (
-                        Outcome::SetupError,
-                        format!(
-                            "no result file {} from this run: the client did not run",
-                            file.display()
-                        ),
-                    ),
-                    Some(s) if s.done => (
-                        Outcome::Failed,
-                        format!("{} has no result for this case", file.display()),
-                    ),
-                    Some(_) => (
-                        Outcome::TimedOut,
-                        format!(
-                            "no result in {} within {:.0} s",
-                            file.display(),
-                            timeout.as_secs_f64()
-                        ),
-                    ),
-                };
-                CellResult::not_run(cell.id.clone(), outcome, message)
-            }
-        };
-        sink.finish_cell(result);
+        by_pairing
+            .entry((cell.id.client.clone(), cell.id.server.clone()))
+            .or_default()
+            .push(cell);
+    }
+    for ((client, server), cells) in by_pairing {
+        let file = result_file(dir, &client, &server);
+        let manifest = manifests.get(client.as_str()).copied().unwrap_or(Path::new("?"));
+        let state = states.get(&(client.clone(), server.clone()));
+        let mut results: Vec<CellResult> = cells
+            .iter()
+            .map(|cell| match state.and_then(|s| s.results.get(cell.id.case.name())) {
+                Some(line) => judge(cell, line, manifest, Duration::ZERO),
+                None => missing(cell, state, &file, timeout),
+            })
+            .collect();
+        if let Some(state) = state.filter(|s| s.done.is_some()) {
+            // `None`: not checked (no --exit-codes); `Some(None)`: asked for, missing.
+            let exit = exit_codes.map(|_| {
+                codes
+                    .as_ref()
+                    .and_then(|c| c.get(&format!("{client}-to-{server}")))
+                    .map(|c| Exit::Code(*c))
+            });
+            let problems = runner::cross_check(
+                state.result_lines,
+                state.reported_failed,
+                state.done,
+                exit,
+            );
+            runner::fail_for(&mut results, &problems, &state.notes);
+        }
+        for r in results {
+            sink.finish_cell(r);
+        }
     }
     sink.finish_run(plan, started, cancel.is_cancelled())
+}
+
+/// The result of a cell whose file has no line for it.
+fn missing(cell: &PlannedCell, state: Option<&FileState>, file: &Path, timeout: Duration) -> CellResult {
+    let (outcome, message) = match state {
+        None => (
+            Outcome::SetupError,
+            format!(
+                "no result file {} from this run: the client did not run",
+                file.display()
+            ),
+        ),
+        Some(s) if s.done.is_some() => (
+            Outcome::Failed,
+            format!("{} has no result for this case", file.display()),
+        ),
+        Some(_) => (
+            Outcome::TimedOut,
+            format!(
+                "no result in {} within {:.0} s",
+                file.display(),
+                timeout.as_secs_f64()
+            ),
+        ),
+    };
+    CellResult {
+        logs: state.map(|s| s.notes.clone()).unwrap_or_default(),
+        ..CellResult::not_run(cell.id.clone(), outcome, message)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::Case;
+    use crate::model::Problem;
     use crate::select::{KnownFailures, Selection};
 
     fn impls() -> Vec<Implementation> {
@@ -198,114 +239,165 @@ mod tests {
         vec![make("a", "large_unary = \"cannot\""), make("b", "")]
     }
 
-    fn line(case: &str, outcome: &str, message: &str) -> String {
-        format!(
-            "{{\"event\":\"result\",\"case\":\"{case}\",\"outcome\":\"{outcome}\",\"duration_ms\":2.0,\"message\":\"{message}\"}}\n"
-        )
+    /// A result line of `case` whose every check passed, or failed with `message`.
+    fn line(case: Case, failed: Option<&str>) -> String {
+        let checks: serde_json::Map<String, serde_json::Value> = case
+            .checks()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let state = if failed.is_some() && i == case.checks().len() - 1 {
+                    "failed"
+                } else {
+                    "passed"
+                };
+                (n.to_string(), state.into())
+            })
+            .collect();
+        let value = serde_json::json!({
+            "event": "result",
+            "case": case.name(),
+            "outcome": if failed.is_some() { "failed" } else { "passed" },
+            "duration_ms": 2.0,
+            "message": failed.unwrap_or(""),
+            "checks": checks,
+            "not_checked": {},
+        });
+        format!("{value}\n")
     }
 
-    #[tokio::test]
-    async fn builds_the_matrix_from_files_and_marks_what_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
+    fn done(n: usize) -> String {
+        format!("{{\"event\":\"done\",\"cases\":{n}}}\n")
+    }
+
+    async fn collected(
+        dir: &Path,
+        sel: Selection,
+        exit_codes: Option<&Path>,
+        timeout: Duration,
+    ) -> Summary {
         let impls = impls();
-        let sel = Selection {
-            cases: Some("empty_unary,large_unary".into()),
-            ..Default::default()
-        };
         let plan = Plan::new(&impls, &sel).unwrap();
-        // a→a: complete; a→b: one failure, complete; b→a: never finished; b→b: no file.
-        let done = "{\"event\":\"done\",\"cases\":2}\n";
-        std::fs::write(
-            result_file(dir.path(), "a", "a"),
-            format!(
-                "{}{}{done}",
-                line("empty_unary", "passed", ""),
-                line("large_unary", "failed", "x")
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            result_file(dir.path(), "a", "b"),
-            format!(
-                "{}{}{done}",
-                line("empty_unary", "passed", ""),
-                line("large_unary", "failed", "size = 1, want 314159")
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            result_file(dir.path(), "b", "a"),
-            line("empty_unary", "passed", ""),
-        )
-        .unwrap();
         let sink = Arc::new(Sink::new(vec![], KnownFailures::default()));
-        let summary = collect(
-            dir.path(),
+        collect(
+            dir,
+            exit_codes,
             &impls,
             &plan,
             &Options::default(),
-            Duration::from_millis(600),
+            timeout,
             sink,
             CancellationToken::new(),
         )
-        .await;
+        .await
+    }
+
+    fn two_cases() -> Selection {
+        Selection {
+            cases: Some("empty_unary,large_unary".into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn builds_the_matrix_from_files_judges_them_and_marks_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (eu, lu) = (Case::EmptyUnary, Case::LargeUnary);
+        // a→a: the declared unsupported cell failed: shown. a→b: one failure.
+        // b→a: the declared unsupported cell passed: unexpectedly supported.
+        // b→b: no file.
+        let files = [
+            ("a", "a", format!("{}{}{}", line(eu, None), line(lu, Some("x")), done(2))),
+            ("a", "b", format!("{}{}{}", line(eu, None), line(lu, Some("size = 1, want 314159")), done(2))),
+            ("b", "a", format!("{}{}{}", line(eu, None), line(lu, None), done(2))),
+        ];
+        for (c, s, text) in &files {
+            std::fs::write(result_file(dir.path(), c, s), text).unwrap();
+        }
+        let summary = collected(dir.path(), two_cases(), None, Duration::from_millis(600)).await;
         let got: Vec<(String, Case, Outcome)> = summary
             .results
             .iter()
-            .map(|r| {
-                (
-                    format!("{}>{}", r.id.client, r.id.server),
-                    r.id.case,
-                    r.outcome,
-                )
-            })
+            .map(|r| (format!("{}>{}", r.id.client, r.id.server), r.id.case, r.outcome))
             .collect();
         use Outcome::*;
         assert_eq!(
             got,
             vec![
-                ("a>a".into(), Case::EmptyUnary, Passed),
-                ("a>a".into(), Case::LargeUnary, Unsupported),
-                ("a>b".into(), Case::EmptyUnary, Passed),
-                ("a>b".into(), Case::LargeUnary, Failed),
-                ("b>a".into(), Case::EmptyUnary, Passed),
-                ("b>a".into(), Case::LargeUnary, Unsupported),
-                ("b>b".into(), Case::EmptyUnary, SetupError),
-                ("b>b".into(), Case::LargeUnary, SetupError),
+                ("a>a".into(), eu, Passed),
+                ("a>a".into(), lu, Unsupported),
+                ("a>b".into(), eu, Passed),
+                ("a>b".into(), lu, Failed),
+                ("b>a".into(), eu, Passed),
+                ("b>a".into(), lu, Passed),
+                ("b>b".into(), eu, SetupError),
+                ("b>b".into(), lu, SetupError),
             ]
         );
+        assert_eq!(summary.results[1].message, "server a: cannot [shown: x]");
         assert_eq!(summary.results[3].message, "size = 1, want 314159");
+        assert_eq!(summary.results[5].problem(), Some(Problem::UnexpectedlySupported));
         assert!(!summary.ok());
     }
 
     #[tokio::test]
     async fn a_file_without_done_times_out_its_missing_cases() {
         let dir = tempfile::tempdir().unwrap();
-        let impls = impls();
         let sel = Selection {
             clients: Some("b".into()),
             servers: Some("b".into()),
             cases: Some("empty_unary,ping_pong".into()),
             ..Default::default()
         };
-        let plan = Plan::new(&impls, &sel).unwrap();
-        std::fs::write(
-            result_file(dir.path(), "b", "b"),
-            line("empty_unary", "passed", ""),
-        )
-        .unwrap();
-        let sink = Arc::new(Sink::new(vec![], KnownFailures::default()));
-        let summary = collect(
-            dir.path(),
-            &impls,
-            &plan,
-            &Options::default(),
-            Duration::from_millis(400),
-            sink,
-            CancellationToken::new(),
-        )
-        .await;
+        std::fs::write(result_file(dir.path(), "b", "b"), line(Case::EmptyUnary, None)).unwrap();
+        let summary = collected(dir.path(), sel, None, Duration::from_millis(400)).await;
         assert_eq!(summary.results[0].outcome, Outcome::Passed);
         assert_eq!(summary.results[1].outcome, Outcome::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn done_counts_and_exit_statuses_are_checked_against_the_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let (eu, lu) = (Case::EmptyUnary, Case::LargeUnary);
+        let sel = Selection {
+            servers: Some("b".into()),
+            ..two_cases()
+        };
+        // a→b: all passed, exit 1. b→b: done counts 3 of 2.
+        std::fs::write(
+            result_file(dir.path(), "a", "b"),
+            format!("{}{}{}", line(eu, None), line(lu, None), done(2)),
+        )
+        .unwrap();
+        std::fs::write(
+            result_file(dir.path(), "b", "b"),
+            format!("{}{}{}", line(eu, None), line(lu, None), done(3)),
+        )
+        .unwrap();
+        let codes = dir.path().join("exit-codes.json");
+        std::fs::write(&codes, r#"{"a-to-b": 1, "b-to-b": 0}"#).unwrap();
+        let summary = collected(dir.path(), sel.clone(), Some(&codes), Duration::from_secs(5)).await;
+        let messages: Vec<(Outcome, &str)> = summary
+            .results
+            .iter()
+            .map(|r| (r.outcome, r.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (Outcome::Failed, "the client ended with exit status 1 after its results, want exit status 0 (this case was reported passed)"),
+                (Outcome::Failed, "the client ended with exit status 1 after its results, want exit status 0 (this case was reported passed)"),
+                (Outcome::Failed, "the client's done line counts 3 results, but it printed 2 (this case was reported passed)"),
+                (Outcome::Failed, "the client's done line counts 3 results, but it printed 2 (this case was reported passed)"),
+            ]
+        );
+        // Asked for but never written: the exit status is unknown, which fails.
+        std::fs::remove_file(&codes).unwrap();
+        let summary = collected(dir.path(), sel, Some(&codes), Duration::from_millis(400)).await;
+        assert!(
+            summary.results[0].message.starts_with("the client ended with exit unknown"),
+            "{}",
+            summary.results[0].message
+        );
     }
 }

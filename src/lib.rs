@@ -14,6 +14,8 @@ pub mod cases;
 #[cfg(feature = "runner")]
 pub mod collect;
 #[cfg(feature = "runner")]
+pub mod judge;
+#[cfg(feature = "runner")]
 pub mod manifest;
 #[cfg(feature = "runner")]
 pub mod model;
@@ -21,8 +23,11 @@ pub mod pb;
 #[cfg(feature = "runner")]
 pub mod process;
 #[cfg(feature = "runner")]
+pub mod protocol;
+#[cfg(feature = "runner")]
 pub mod report;
 #[cfg(feature = "runner")]
 pub mod runner;
 #[cfg(feature = "runner")]
 pub mod select;
+pub mod wire;

@@ -3,17 +3,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cases::Case;
+use crate::protocol::CheckState;
 
 /// How one cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Passed,
+    /// Passed, but a check of the case was not made: the client's library
+    /// cannot make it (the reasons are in [`CellResult::not_checked`]).
+    PassedPartial,
     Failed,
     TimedOut,
+    /// The cell is declared unsupported by a manifest and was shown not to
+    /// work (played and failed, or the client reported it cannot attempt it).
     Unsupported,
     /// The cell could not be run: a build failed, a server never got ready,
     /// the run was interrupted.
@@ -22,8 +28,9 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in report order.
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Passed,
+        Outcome::PassedPartial,
         Outcome::Failed,
         Outcome::TimedOut,
         Outcome::Unsupported,
@@ -34,6 +41,7 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
+            Outcome::PassedPartial => "passed_partial",
             Outcome::Failed => "failed",
             Outcome::TimedOut => "timed_out",
             Outcome::Unsupported => "unsupported",
@@ -41,15 +49,33 @@ impl Outcome {
         }
     }
 
+    /// Words for people: `passed partial`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::PassedPartial => "passed partial",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed out",
+            Outcome::Unsupported => "unsupported",
+            Outcome::SetupError => "setup error",
+        }
+    }
+
     /// One-character mark for compact tables.
     pub fn mark(self) -> char {
         match self {
             Outcome::Passed => '✓',
+            Outcome::PassedPartial => '◐',
             Outcome::Failed => '✗',
             Outcome::TimedOut => '⏱',
             Outcome::Unsupported => '–',
             Outcome::SetupError => '!',
         }
+    }
+
+    /// Passed, fully or partially.
+    pub fn is_pass(self) -> bool {
+        matches!(self, Outcome::Passed | Outcome::PassedPartial)
     }
 }
 
@@ -77,6 +103,76 @@ impl std::fmt::Display for CellId {
     }
 }
 
+/// Which outcome a known failure absorbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accepts {
+    /// The cell fails (the default).
+    Failed,
+    TimedOut,
+    SetupError,
+    /// The outcome depends on a race: passed and failed are both accepted,
+    /// and every report says which one it was this time.
+    Race,
+}
+
+impl Accepts {
+    /// snake_case name, as in known-failures.toml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accepts::Failed => "failed",
+            Accepts::TimedOut => "timed_out",
+            Accepts::SetupError => "setup_error",
+            Accepts::Race => "race",
+        }
+    }
+
+    /// Whether a cell that ended with `outcome` is what this entry expects.
+    pub fn absorbs(self, outcome: Outcome) -> bool {
+        match self {
+            Accepts::Failed => outcome == Outcome::Failed,
+            Accepts::TimedOut => outcome == Outcome::TimedOut,
+            Accepts::SetupError => outcome == Outcome::SetupError,
+            Accepts::Race => outcome.is_pass() || outcome == Outcome::Failed,
+        }
+    }
+}
+
+/// A cell's entry in known-failures.toml.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnownFailure {
+    /// Why it fails.
+    pub reason: String,
+    /// The library and version that behaves so, e.g. `tonic 0.14.9`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+    /// The outcome the entry absorbs.
+    pub accepts: Accepts,
+}
+
+impl KnownFailure {
+    /// `reason (library)` for reports.
+    pub fn describe(&self) -> String {
+        match &self.library {
+            Some(l) => format!("{}: {}", l, self.reason),
+            None => self.reason.clone(),
+        }
+    }
+}
+
+/// Why a cell counts against the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// Failed, timed out or a setup error, and not an expected one.
+    NotPassed,
+    /// A known failure (not a race) passed: fixed, remove the entry.
+    UnexpectedPass,
+    /// A known failure ended with another outcome than the one it names.
+    OtherOutcome,
+    /// A cell a manifest declares unsupported passed in full.
+    UnexpectedlySupported,
+}
+
 /// The result of one cell.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CellResult {
@@ -87,9 +183,19 @@ pub struct CellResult {
     pub duration: Duration,
     /// Empty when passed; got/want when failed; the reason when unsupported.
     pub message: String,
-    /// Set when the cell is listed as a known failure: the listed reason.
+    /// The checks the client made, each passed or failed; `None` when no
+    /// result named any (the cell was not played, or the result line said none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub known_failure: Option<String>,
+    pub checks: Option<BTreeMap<String, CheckState>>,
+    /// Checks the client's library cannot make, with the reason.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_checked: BTreeMap<String, String>,
+    /// Set when a manifest declares the cell unsupported: the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
+    /// Set when the cell is listed as a known failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_failure: Option<KnownFailure>,
     /// Last lines of the logs of the processes involved (failures only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<String>,
@@ -100,39 +206,94 @@ fn as_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl CellResult {
-    /// A cell that got its outcome without a client playing it (unsupported,
-    /// setup error, missing result): no duration, no logs.
+    /// A result with nothing but an outcome and a message: no duration,
+    /// checks or logs (a cell that was not played, or is judged as a whole).
     pub fn not_run(id: CellId, outcome: Outcome, message: impl Into<String>) -> CellResult {
         CellResult {
             id,
             outcome,
             duration: Duration::ZERO,
             message: message.into(),
+            checks: None,
+            not_checked: BTreeMap::new(),
+            unsupported: None,
             known_failure: None,
             logs: vec![],
         }
     }
 
-    /// Whether the cell is acceptable for the verdict: passed, unsupported,
-    /// or a known failure that still fails.
-    pub fn is_ok(&self) -> bool {
-        match (self.outcome, &self.known_failure) {
-            (Outcome::Passed, None) | (Outcome::Unsupported, _) => true,
-            (Outcome::Passed, Some(_)) => false,
-            (_, Some(_)) => true,
-            (_, None) => false,
+    /// Why the cell counts against the verdict, if it does.
+    pub fn problem(&self) -> Option<Problem> {
+        if self.outcome == Outcome::Unsupported {
+            return None;
+        }
+        if let Some(known) = &self.known_failure {
+            return if known.accepts.absorbs(self.outcome) {
+                None
+            } else if self.outcome.is_pass() {
+                Some(Problem::UnexpectedPass)
+            } else {
+                Some(Problem::OtherOutcome)
+            };
+        }
+        match (self.outcome, &self.unsupported) {
+            (Outcome::Passed, Some(_)) => Some(Problem::UnexpectedlySupported),
+            (o, _) if o.is_pass() => None,
+            _ => Some(Problem::NotPassed),
         }
     }
 
-    /// Whether the cell belongs in a report's failure list: it did not pass
-    /// (and is not unsupported), or it is a known failure that passed.
-    pub fn is_problem(&self) -> bool {
-        !matches!(self.outcome, Outcome::Passed | Outcome::Unsupported) || self.is_unexpected_pass()
+    /// Whether the cell is acceptable for the verdict.
+    pub fn is_ok(&self) -> bool {
+        self.problem().is_none()
     }
 
-    /// Whether a known failure unexpectedly passed.
+    /// Whether the cell belongs in a report's failure list: it counts against
+    /// the verdict, or it is a known failure that still fails as it should.
+    pub fn is_problem(&self) -> bool {
+        self.problem().is_some()
+            || (self.known_failure.is_some() && !self.outcome.is_pass())
+    }
+
+    /// Whether a known failure (not a race) unexpectedly passed.
     pub fn is_unexpected_pass(&self) -> bool {
-        self.outcome == Outcome::Passed && self.known_failure.is_some()
+        self.problem() == Some(Problem::UnexpectedPass)
+    }
+
+    /// How a report names the cell's state in its failure list, e.g.
+    /// `FAILED`, `UNEXPECTEDLY SUPPORTED (declared: ...)`.
+    pub fn tag(&self) -> String {
+        let outcome = self.outcome.words().to_uppercase();
+        match (self.problem(), &self.known_failure) {
+            (Some(Problem::UnexpectedPass), Some(k)) => {
+                format!("UNEXPECTED PASS (listed as a known failure: {})", k.describe())
+            }
+            (Some(Problem::OtherOutcome), Some(k)) => format!(
+                "{outcome} (listed as a known failure that is {}: {})",
+                k.accepts.name(),
+                k.describe()
+            ),
+            (Some(Problem::UnexpectedlySupported), _) => format!(
+                "UNEXPECTEDLY SUPPORTED (a manifest declares it unsupported: {}; remove that entry)",
+                self.unsupported.as_deref().unwrap_or("")
+            ),
+            (None, Some(k)) if k.accepts == Accepts::Race => format!(
+                "{outcome} (race, either outcome accepted: {})",
+                k.describe()
+            ),
+            (None, Some(k)) => format!("{outcome} (known failure: {})", k.describe()),
+            _ => outcome,
+        }
+    }
+
+    /// The checks the client made that failed, by name.
+    pub fn failed_checks(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .flatten()
+            .filter(|(_, s)| **s == CheckState::Failed)
+            .map(|(n, _)| n.as_str())
+            .collect()
     }
 }
 
@@ -141,11 +302,26 @@ pub fn run_ok(results: &[CellResult], interrupted: bool) -> bool {
     !interrupted && results.iter().all(CellResult::is_ok)
 }
 
-/// Unsupported cells grouped by case and reason, with how many cells each.
+/// Unsupported cells grouped by case and declared reason, with how many cells each.
 pub fn unsupported_reasons(results: &[CellResult]) -> BTreeMap<(Case, &str), usize> {
     let mut groups = BTreeMap::new();
     for r in results.iter().filter(|r| r.outcome == Outcome::Unsupported) {
-        *groups.entry((r.id.case, r.message.as_str())).or_default() += 1;
+        let reason = r.unsupported.as_deref().unwrap_or(r.message.as_str());
+        *groups.entry((r.id.case, reason)).or_default() += 1;
+    }
+    groups
+}
+
+/// Checks not made, grouped by client, case, check and reason, with the
+/// cells each (the partial passes and unconfirmed unsupported cells).
+pub fn not_checked_reasons(results: &[CellResult]) -> BTreeMap<(&str, Case, &str, &str), usize> {
+    let mut groups = BTreeMap::new();
+    for r in results {
+        for (check, reason) in &r.not_checked {
+            *groups
+                .entry((r.id.client.as_str(), r.id.case, check.as_str(), reason.as_str()))
+                .or_default() += 1;
+        }
     }
     groups
 }
@@ -155,12 +331,17 @@ pub fn unsupported_reasons(results: &[CellResult]) -> BTreeMap<(Case, &str), usi
 pub struct Totals {
     pub cells: usize,
     pub passed: usize,
+    pub passed_partial: usize,
     pub failed: usize,
     pub timed_out: usize,
     pub unsupported: usize,
     pub setup_error: usize,
+    /// Cells listed in known-failures.toml that ended as the entry says.
     pub known_failures: usize,
+    /// Of those, race entries (either outcome accepted).
+    pub races: usize,
     pub unexpected_passes: usize,
+    pub unexpectedly_supported: usize,
 }
 
 impl Totals {
@@ -178,19 +359,25 @@ impl Totals {
         self.cells += 1;
         match r.outcome {
             Outcome::Passed => self.passed += 1,
+            Outcome::PassedPartial => self.passed_partial += 1,
             Outcome::Failed => self.failed += 1,
             Outcome::TimedOut => self.timed_out += 1,
             Outcome::Unsupported => self.unsupported += 1,
             Outcome::SetupError => self.setup_error += 1,
         }
-        if r.known_failure.is_some()
-            && r.outcome != Outcome::Passed
+        if let Some(k) = &r.known_failure
             && r.outcome != Outcome::Unsupported
+            && r.problem().is_none()
         {
             self.known_failures += 1;
+            if k.accepts == Accepts::Race {
+                self.races += 1;
+            }
         }
-        if r.is_unexpected_pass() {
-            self.unexpected_passes += 1;
+        match r.problem() {
+            Some(Problem::UnexpectedPass) => self.unexpected_passes += 1,
+            Some(Problem::UnexpectedlySupported) => self.unexpectedly_supported += 1,
+            _ => {}
         }
     }
 
@@ -198,6 +385,7 @@ impl Totals {
     pub fn count(&self, outcome: Outcome) -> usize {
         match outcome {
             Outcome::Passed => self.passed,
+            Outcome::PassedPartial => self.passed_partial,
             Outcome::Failed => self.failed,
             Outcome::TimedOut => self.timed_out,
             Outcome::Unsupported => self.unsupported,
@@ -261,55 +449,112 @@ pub trait Reporter: Send {
 mod tests {
     use super::*;
 
-    fn cell(outcome: Outcome, known: bool) -> CellResult {
+    fn cell(outcome: Outcome, known: Option<Accepts>) -> CellResult {
         CellResult {
-            id: CellId {
-                client: "go".into(),
-                server: "rust".into(),
-                case: Case::PingPong,
-            },
-            outcome,
+            known_failure: known.map(|accepts| KnownFailure {
+                reason: "bug 1".into(),
+                library: Some("lib 1.0".into()),
+                accepts,
+            }),
             duration: Duration::from_micros(1500),
-            message: String::new(),
-            known_failure: known.then(|| "bug 1".to_string()),
-            logs: vec![],
+            ..CellResult::not_run(
+                CellId {
+                    client: "go".into(),
+                    server: "rust".into(),
+                    case: Case::PingPong,
+                },
+                outcome,
+                "",
+            )
         }
     }
 
     #[test]
     fn verdict_of_cells() {
-        assert!(cell(Outcome::Passed, false).is_ok());
-        assert!(cell(Outcome::Unsupported, false).is_ok());
-        assert!(!cell(Outcome::Failed, false).is_ok());
-        assert!(!cell(Outcome::TimedOut, false).is_ok());
-        assert!(cell(Outcome::Failed, true).is_ok());
-        assert!(!cell(Outcome::Passed, true).is_ok());
-        assert!(cell(Outcome::Passed, true).is_unexpected_pass());
+        use Outcome::*;
+        assert!(cell(Passed, None).is_ok());
+        assert!(cell(PassedPartial, None).is_ok());
+        assert!(cell(Unsupported, None).is_ok());
+        assert!(!cell(Failed, None).is_ok());
+        assert!(!cell(TimedOut, None).is_ok());
+        assert!(cell(Failed, Some(Accepts::Failed)).is_ok());
+        assert!(!cell(Passed, Some(Accepts::Failed)).is_ok());
+        assert!(cell(Passed, Some(Accepts::Failed)).is_unexpected_pass());
+        assert!(!cell(PassedPartial, Some(Accepts::Failed)).is_ok());
+    }
+
+    #[test]
+    fn known_failures_absorb_only_the_outcome_they_name() {
+        use Outcome::*;
+        // A timeout or a setup error is not a failure unless the entry says so.
+        assert_eq!(
+            cell(TimedOut, Some(Accepts::Failed)).problem(),
+            Some(Problem::OtherOutcome)
+        );
+        assert_eq!(
+            cell(SetupError, Some(Accepts::Failed)).problem(),
+            Some(Problem::OtherOutcome)
+        );
+        assert!(cell(TimedOut, Some(Accepts::TimedOut)).is_ok());
+        assert!(!cell(Failed, Some(Accepts::TimedOut)).is_ok());
+        assert!(cell(SetupError, Some(Accepts::SetupError)).is_ok());
+        // A race accepts passed and failed, never a timeout.
+        assert!(cell(Passed, Some(Accepts::Race)).is_ok());
+        assert!(cell(Failed, Some(Accepts::Race)).is_ok());
+        assert!(!cell(TimedOut, Some(Accepts::Race)).is_ok());
+        assert!(cell(Passed, Some(Accepts::Race)).tag().contains("race, either outcome accepted"));
+        assert!(cell(Failed, Some(Accepts::Race)).is_problem());
+        assert!(!cell(Passed, Some(Accepts::Race)).is_problem());
+    }
+
+    #[test]
+    fn a_declared_unsupported_cell_that_passes_in_full_is_a_problem() {
+        let mut c = cell(Outcome::Passed, None);
+        c.unsupported = Some("client go: cannot".into());
+        assert_eq!(c.problem(), Some(Problem::UnexpectedlySupported));
+        assert!(c.tag().starts_with("UNEXPECTEDLY SUPPORTED"), "{}", c.tag());
+        c.outcome = Outcome::Unsupported;
+        assert!(c.is_ok());
     }
 
     #[test]
     fn totals_and_json_shape() {
+        let mut partial = cell(Outcome::PassedPartial, None);
+        partial
+            .not_checked
+            .insert("response_compressed".into(), "cannot see".into());
         let cells = [
-            cell(Outcome::Passed, false),
-            cell(Outcome::Failed, true),
-            cell(Outcome::Passed, true),
+            cell(Outcome::Passed, None),
+            cell(Outcome::Failed, Some(Accepts::Failed)),
+            cell(Outcome::Passed, Some(Accepts::Failed)),
+            cell(Outcome::Failed, Some(Accepts::Race)),
+            partial,
         ];
         let t = Totals::of(&cells);
         assert_eq!(
             (
                 t.cells,
                 t.passed,
+                t.passed_partial,
                 t.failed,
                 t.known_failures,
+                t.races,
                 t.unexpected_passes
             ),
-            (3, 2, 1, 1, 1)
+            (5, 2, 1, 2, 2, 1, 1)
         );
         let json = serde_json::to_value(&cells[0]).unwrap();
         assert_eq!(json["client"], "go");
         assert_eq!(json["case"], "ping_pong");
         assert_eq!(json["outcome"], "passed");
         assert_eq!(json["duration_ms"], 1.5);
+        assert!(json.get("not_checked").is_none());
+        let json = serde_json::to_value(&cells[4]).unwrap();
+        assert_eq!(json["outcome"], "passed_partial");
+        assert_eq!(json["not_checked"]["response_compressed"], "cannot see");
+        let json = serde_json::to_value(&cells[3]).unwrap();
+        assert_eq!(json["known_failure"]["accepts"], "race");
+        assert_eq!(json["known_failure"]["library"], "lib 1.0");
         assert_eq!(cells[0].id.path(), "client=go/server=rust/ping_pong");
     }
 }

@@ -16,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::protocol::is_protocol_line;
+
 /// How many log lines of a child are kept for failure reports.
 const LOG_TAIL_LINES: usize = 200;
 
@@ -268,12 +270,6 @@ impl Drop for Child {
     }
 }
 
-/// Protocol lines (readiness, results) are JSON objects; anything else a
-/// child prints is a log line.
-pub fn is_protocol_line(line: &str) -> bool {
-    line.trim_start().starts_with('{')
-}
-
 async fn read_lines<R: AsyncRead + Unpin>(reader: R, mut each: impl FnMut(String)) {
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -281,16 +277,42 @@ async fn read_lines<R: AsyncRead + Unpin>(reader: R, mut each: impl FnMut(String
     }
 }
 
+/// How a process (or container) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i64),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The exit of a reaped child.
+    pub fn of(status: ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(i64::from(code)),
+            (None, Some(signal)) => Exit::Signal(signal),
+            // Linux gives one or the other; a raw status is reported as is.
+            (None, None) => Exit::Code(i64::from(status.into_raw())),
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit status {code}"),
+            Exit::Signal(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
 /// Describes an exit status for humans: `exit status 1`, `killed by signal 9`.
 pub fn describe(status: Option<ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
     match status {
         None => "still running".to_string(),
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => format!("killed by signal {sig}"),
-            _ => s.to_string(),
-        },
+        Some(s) => Exit::of(s).to_string(),
     }
 }
 

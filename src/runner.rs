@@ -4,16 +4,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, ClientHandle, Next, ServerHandle, tail_text};
-use crate::cases::Case;
+use crate::backend::{Backend, BackendError, ClientHandle, Exit, Next, ServerHandle, tail_text};
+use crate::judge::judge;
 use crate::manifest::Implementation;
 use crate::model::{CellId, CellResult, Event, ImplInfo, Outcome, Reporter, RunInfo};
-use crate::select::{KnownFailures, Plan};
+use crate::protocol::{self, Line, Reported};
+use crate::select::{KnownFailures, Plan, PlannedCell};
 
 /// How many log lines of each process involved are attached to a failure.
 const FAILURE_LOG_LINES: usize = 15;
@@ -23,9 +23,10 @@ const FAILURE_LOG_LINES: usize = 15;
 pub struct Options {
     /// Pairings played at the same time.
     pub jobs: usize,
-    /// Time one case may take, from the previous result of the same client.
+    /// Time one case may take: from the client's ready line or its previous
+    /// result line to the case's result line.
     pub case_timeout: Duration,
-    /// Extra time for the first case of a client process: its start-up.
+    /// Time a client process may take from its start to its ready line.
     pub client_startup: Duration,
     /// One client process per case instead of one per pairing.
     pub process_per_case: bool,
@@ -98,7 +99,7 @@ impl Sink {
     }
 
     pub(crate) fn finish_cell(&self, mut result: CellResult) {
-        result.known_failure = self.known.reason(&result.id).map(String::from);
+        result.known_failure = self.known.get(&result.id).cloned();
         self.results
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -142,59 +143,6 @@ impl Sink {
     }
 }
 
-/// A result line of a client: `{"event":"result","case":...}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ResultLine {
-    pub(crate) event: String,
-    pub(crate) case: String,
-    pub(crate) outcome: String,
-    #[serde(default)]
-    pub(crate) duration_ms: f64,
-    #[serde(default)]
-    pub(crate) message: String,
-}
-
-/// The outcome and message of a reported result. A client may only report
-/// `unsupported` for cases its manifest declares (those are never asked of
-/// it), so an undeclared one is a failure.
-pub(crate) fn reported_outcome(
-    r: &ResultLine,
-    client: &str,
-    manifest: &std::path::Path,
-) -> (Outcome, String) {
-    match r.outcome.as_str() {
-        "passed" => (Outcome::Passed, String::new()),
-        "failed" => (Outcome::Failed, r.message.clone()),
-        "unsupported" => (
-            Outcome::Failed,
-            format!(
-                "client {client} reported unsupported, but {} does not declare it: {}",
-                manifest.display(),
-                r.message
-            ),
-        ),
-        other => (
-            Outcome::Failed,
-            format!("client {client} reported unknown outcome {other:?}"),
-        ),
-    }
-}
-
-/// The duration a result line reports, or `measured` if it is not usable.
-pub(crate) fn reported_duration(r: &ResultLine, measured: Duration) -> Duration {
-    if r.duration_ms.is_finite() && r.duration_ms >= 0.0 && r.duration_ms < 1e9 {
-        Duration::from_secs_f64(r.duration_ms / 1000.0)
-    } else {
-        measured
-    }
-}
-
-pub(crate) fn parse_result(line: &str) -> Option<ResultLine> {
-    serde_json::from_str::<ResultLine>(line)
-        .ok()
-        .filter(|r| r.event == "result")
-}
-
 /// The metadata of a run of `plan`.
 pub(crate) fn run_info(
     backend: &str,
@@ -228,6 +176,11 @@ pub(crate) fn run_info(
     }
 }
 
+
+/// How long a client may take, after its last result line, to print its
+/// done line and exit. Both come at once from a working client.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
 /// Plays `plan` on `backend`. Every cell of the plan gets exactly one result,
 /// also when builds fail, servers die, clients hang or the run is cancelled.
 pub async fn run(
@@ -239,91 +192,138 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Summary {
     let started = Instant::now();
+    sink.emit(&Event::RunStarted(run_info(backend.name(), impls, plan, opts)));
     let by_name: BTreeMap<&str, &Implementation> =
         impls.iter().map(|i| (i.name.as_str(), i)).collect();
-    let info = run_info(backend.name(), impls, plan, opts);
-    sink.emit(&Event::RunStarted(info));
-
-    // Cells that a manifest declares unsupported are reported without running.
-    let mut to_run: BTreeMap<(String, String), Vec<Case>> = BTreeMap::new();
-    for cell in &plan.cells {
-        match &cell.unsupported {
-            Some(reason) => sink.finish_cell(CellResult::not_run(
-                cell.id.clone(),
-                Outcome::Unsupported,
-                reason.clone(),
-            )),
-            None => to_run
-                .entry((cell.id.client.clone(), cell.id.server.clone()))
-                .or_default()
-                .push(cell.id.case),
-        }
+    let pairings = pairings(plan);
+    let mut broken = if opts.skip_build {
+        BTreeMap::new()
+    } else {
+        build(&*backend, &by_name, &pairings, &sink, &cancel).await
+    };
+    let servers = start_servers(&backend, &by_name, &pairings, &mut broken, &sink, &cancel).await;
+    play(
+        &backend, &by_name, pairings, &servers, &broken, opts, &sink, &cancel,
+    )
+    .await;
+    for server in servers.values() {
+        server.lock().await.stop().await;
     }
+    backend.finish().await;
+    sink.finish_run(plan, started, cancel.is_cancelled())
+}
 
-    // Build each implementation that plays a role in a cell to run, once.
-    let needed: BTreeSet<&str> = to_run
+/// The planned cells of each client→server pairing, in plan order.
+fn pairings(plan: &Plan) -> BTreeMap<(String, String), Vec<PlannedCell>> {
+    let mut pairings: BTreeMap<(String, String), Vec<PlannedCell>> = BTreeMap::new();
+    for cell in &plan.cells {
+        pairings
+            .entry((cell.id.client.clone(), cell.id.server.clone()))
+            .or_default()
+            .push(cell.clone());
+    }
+    pairings
+}
+
+/// Builds every implementation that plays a role, once. Returns why each
+/// broken one cannot play.
+async fn build(
+    backend: &dyn Backend,
+    by_name: &BTreeMap<&str, &Implementation>,
+    pairings: &BTreeMap<(String, String), Vec<PlannedCell>>,
+    sink: &Sink,
+    cancel: &CancellationToken,
+) -> BTreeMap<String, String> {
+    let needed: BTreeSet<&str> = pairings
         .keys()
         .flat_map(|(c, s)| [c.as_str(), s.as_str()])
         .collect();
-    let mut broken: BTreeMap<String, String> = BTreeMap::new();
-    if !opts.skip_build {
-        for name in &needed {
-            if cancel.is_cancelled() {
-                break;
-            }
-            sink.emit(&Event::Phase(format!("building {name}")));
-            let result = tokio::select! {
-                r = backend.prepare(by_name[name]) => r,
-                () = cancel.cancelled() => Err("interrupted".to_string()),
-            };
-            if let Err(e) = result {
+    let mut broken = BTreeMap::new();
+    for name in needed {
+        if cancel.is_cancelled() {
+            break;
+        }
+        sink.emit(&Event::Phase(format!("building {name}")));
+        let result = tokio::select! {
+            r = backend.prepare(by_name[name]) => r,
+            () = cancel.cancelled() => Err(BackendError::Interrupted),
+        };
+        match result {
+            Ok(()) => {}
+            Err(BackendError::Interrupted) => {}
+            Err(e) => {
                 broken.insert(name.to_string(), format!("build of {name} failed: {e}"));
             }
         }
     }
+    broken
+}
 
-    // Start each server once, all at the same time.
-    let server_names: BTreeSet<&str> = to_run.keys().map(|(_, s)| s.as_str()).collect();
-    let mut servers: BTreeMap<String, Box<dyn ServerHandle>> = BTreeMap::new();
-    if !cancel.is_cancelled() {
-        sink.emit(&Event::Phase(format!(
-            "starting servers: {}",
-            server_names.iter().copied().collect::<Vec<_>>().join(", ")
-        )));
-        let starts = server_names
-            .iter()
-            .filter(|n| !broken.contains_key(**n))
-            .map(|name| {
-                let backend = backend.clone();
-                let imp = by_name[name].clone();
-                async move {
-                    let result = backend.start_server(&imp).await;
-                    (imp.name, result)
-                }
-            });
-        let started = tokio::select! {
-            all = join_all(starts) => all,
-            () = cancel.cancelled() => Vec::new(),
+type Servers = BTreeMap<String, Arc<tokio::sync::Mutex<Box<dyn ServerHandle>>>>;
+
+/// Starts each server once, all at the same time. Servers that do not
+/// start are added to `broken`.
+async fn start_servers(
+    backend: &Arc<dyn Backend>,
+    by_name: &BTreeMap<&str, &Implementation>,
+    pairings: &BTreeMap<(String, String), Vec<PlannedCell>>,
+    broken: &mut BTreeMap<String, String>,
+    sink: &Sink,
+    cancel: &CancellationToken,
+) -> Servers {
+    let names: BTreeSet<&str> = pairings.keys().map(|(_, s)| s.as_str()).collect();
+    let mut servers = Servers::new();
+    if cancel.is_cancelled() {
+        return servers;
+    }
+    sink.emit(&Event::Phase(format!(
+        "starting servers: {}",
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    )));
+    let mut starts = tokio::task::JoinSet::new();
+    for name in names.into_iter().filter(|n| !broken.contains_key(*n)) {
+        let backend = backend.clone();
+        let imp = by_name[name].clone();
+        starts.spawn(async move {
+            let result = backend.start_server(&imp).await;
+            (imp.name, result)
+        });
+    }
+    loop {
+        let joined = tokio::select! {
+            j = starts.join_next() => j,
+            () = cancel.cancelled() => break,
         };
-        for (name, result) in started {
-            match result {
-                Ok(handle) => {
-                    servers.insert(name, handle);
-                }
-                Err(e) => {
-                    broken.insert(name.clone(), format!("server {name} did not start: {e}"));
-                }
+        let Some(joined) = joined else { break };
+        match joined {
+            Ok((name, Ok(handle))) => {
+                servers.insert(name, Arc::new(tokio::sync::Mutex::new(handle)));
             }
+            Ok((name, Err(e))) => {
+                broken.insert(name.clone(), format!("server {name} did not start: {e}"));
+            }
+            // A bug in the runner, not in an implementation: keep going, say so.
+            Err(e) => eprintln!("interop: internal error starting a server: {e}"),
         }
     }
+    servers
+}
 
-    let servers: BTreeMap<String, Arc<tokio::sync::Mutex<Box<dyn ServerHandle>>>> = servers
-        .into_iter()
-        .map(|(k, v)| (k, Arc::new(tokio::sync::Mutex::new(v))))
-        .collect();
+/// Plays every pairing, `opts.jobs` at a time.
+#[allow(clippy::too_many_arguments)]
+async fn play(
+    backend: &Arc<dyn Backend>,
+    by_name: &BTreeMap<&str, &Implementation>,
+    pairings: BTreeMap<(String, String), Vec<PlannedCell>>,
+    servers: &Servers,
+    broken: &BTreeMap<String, String>,
+    opts: &Options,
+    sink: &Arc<Sink>,
+    cancel: &CancellationToken,
+) {
     let semaphore = Arc::new(Semaphore::new(opts.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for ((client, server), cases) in to_run {
+    for ((client, server), cells) in pairings {
         let setup_error = [&client, &server]
             .iter()
             .find_map(|n| broken.get(n.as_str()).cloned())
@@ -332,24 +332,14 @@ pub async fn run(
                     .then(|| "interrupted before the server started".to_string())
             });
         if let Some(message) = setup_error {
-            for case in cases {
-                let id = CellId {
-                    client: client.clone(),
-                    server: server.clone(),
-                    case,
-                };
-                sink.finish_cell(CellResult::not_run(
-                    id,
-                    Outcome::SetupError,
-                    message.clone(),
-                ));
+            for cell in cells {
+                sink.finish_cell(CellResult::not_run(cell.id, Outcome::SetupError, message.clone()));
             }
             continue;
         }
         let pairing = Pairing {
             backend: backend.clone(),
             imp: by_name[client.as_str()].clone(),
-            client,
             server_name: server.clone(),
             server: servers[&server].clone(),
             opts: opts.clone(),
@@ -361,7 +351,7 @@ pub async fn run(
             let Ok(_permit) = semaphore.acquire_owned().await else {
                 return;
             };
-            pairing.play(cases).await;
+            pairing.play(cells).await;
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -370,38 +360,12 @@ pub async fn run(
             eprintln!("interop: internal error in a pairing task: {e}");
         }
     }
-
-    for server in servers.values() {
-        server.lock().await.stop().await;
-    }
-    backend.finish().await;
-
-    sink.finish_run(plan, started, cancel.is_cancelled())
-}
-
-async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
-        if let Ok(v) = r {
-            out.push(v);
-        }
-    }
-    out
 }
 
 /// One client implementation against one running server.
 struct Pairing {
     backend: Arc<dyn Backend>,
     imp: Implementation,
-    client: String,
     server_name: String,
     server: Arc<tokio::sync::Mutex<Box<dyn ServerHandle>>>,
     opts: Options,
@@ -409,28 +373,35 @@ struct Pairing {
     cancel: CancellationToken,
 }
 
-impl Pairing {
-    fn id(&self, case: Case) -> CellId {
-        CellId {
-            client: self.client.clone(),
-            server: self.server_name.clone(),
-            case,
-        }
-    }
+/// What one client process said so far, held until it ends so that what it
+/// does last (its done line, its exit status) can still fail its results.
+#[derive(Default)]
+struct Transcript {
+    /// Judged results, in the order they came.
+    results: Vec<CellResult>,
+    /// How many result lines it printed, and whether one said failed.
+    result_lines: usize,
+    reported_failed: bool,
+    /// The count of its done line, once printed.
+    done: Option<usize>,
+    /// What the runner noticed on the way (lines it could not read, ...).
+    notes: Vec<String>,
+}
 
-    async fn play(&self, cases: Vec<Case>) {
+impl Pairing {
+    async fn play(&self, cells: Vec<PlannedCell>) {
         if self.opts.process_per_case {
-            for case in cases {
-                self.play_batch(vec![case]).await;
+            for cell in cells {
+                self.play_batch(vec![cell]).await;
             }
         } else {
-            self.play_batch(cases).await;
+            self.play_batch(cells).await;
         }
     }
 
-    /// Plays `cases` in one client process; when the process hangs or dies,
-    /// the case it was on gets the outcome and the rest go to a new process.
-    async fn play_batch(&self, mut remaining: Vec<Case>) {
+    /// Plays `remaining` in one client process; when the process hangs or
+    /// dies, the case it was on gets the outcome and the rest go to a new one.
+    async fn play_batch(&self, mut remaining: Vec<PlannedCell>) {
         while !remaining.is_empty() {
             if self.cancel.is_cancelled() {
                 self.give_up(&mut remaining, "interrupted");
@@ -441,172 +412,281 @@ impl Pairing {
                 (server.target(), server.exited())
             };
             if let Some(status) = server_gone {
-                let logs = tail_text(
-                    &format!("server {}", self.server_name),
-                    &self.server.lock().await.logs(FAILURE_LOG_LINES),
-                );
+                let logs = self.server_logs().await;
                 let message = format!("server {} is not running ({status})", self.server_name);
-                for case in remaining.drain(..) {
+                for cell in remaining.drain(..) {
                     self.sink.finish_cell(CellResult {
                         logs: logs.clone(),
-                        ..CellResult::not_run(self.id(case), Outcome::Failed, message.clone())
+                        ..CellResult::not_run(cell.id, Outcome::Failed, message.clone())
                     });
                 }
                 return;
             }
             self.sink.emit(&Event::CellsStarted(
-                remaining.iter().map(|c| self.id(*c)).collect(),
+                remaining.iter().map(|c| c.id.clone()).collect(),
             ));
-            let started = Instant::now();
+            let cases: Vec<_> = remaining.iter().map(|c| c.id.case).collect();
             let client = tokio::select! {
-                c = self.backend.start_client(&self.imp, &self.server_name, &target, &remaining) => c,
-                () = self.cancel.cancelled() => Err("interrupted".to_string()),
+                c = self.backend.start_client(&self.imp, &self.server_name, &target, &cases) => c,
+                () = self.cancel.cancelled() => Err(BackendError::Interrupted),
             };
-            let mut client = match client {
-                Ok(c) => c,
+            match client {
+                Ok(mut client) => self.drive(&mut *client, &mut remaining).await,
+                Err(BackendError::Interrupted) => self.give_up(&mut remaining, "interrupted"),
                 Err(e) => {
-                    self.give_up(
-                        &mut remaining,
-                        &format!("client {} did not start: {e}", self.client),
-                    );
-                    return;
+                    let why = format!("client {} did not start: {e}", self.imp.name);
+                    self.give_up(&mut remaining, &why);
                 }
-            };
-            self.drive(&mut *client, &mut remaining, started).await;
+            }
         }
     }
 
-    /// Reads results until every case reported, the client hangs or dies,
-    /// or the run is cancelled. Removes the cases that got an outcome.
-    async fn drive(
-        &self,
-        client: &mut dyn ClientHandle,
-        remaining: &mut Vec<Case>,
-        started: Instant,
-    ) {
-        let mut deadline = started + self.opts.client_startup + self.opts.case_timeout;
-        let mut last = started;
+    /// Reads one client process to its end: its results, then its done line
+    /// and exit status, which are checked against the results. Removes the
+    /// cells that got an outcome; the rest go to a new process.
+    async fn drive(&self, client: &mut dyn ClientHandle, remaining: &mut Vec<PlannedCell>) {
+        let spawned = Instant::now();
+        // Until the ready line, start-up and the first case share one deadline.
+        let mut deadline = spawned + self.opts.client_startup + self.opts.case_timeout;
+        let mut last = spawned;
+        let mut t = Transcript::default();
         while !remaining.is_empty() {
             let next = tokio::select! {
                 n = client.next_line(deadline) => n,
                 () = self.cancel.cancelled() => {
                     client.stop().await;
+                    self.emit(t.results);
                     self.give_up(remaining, "interrupted");
                     return;
                 }
             };
+            let now = Instant::now();
             match next {
-                Next::Line(line) => {
-                    let Some(r) = parse_result(&line) else {
-                        continue;
-                    };
-                    let Some(pos) = remaining.iter().position(|c| c.name() == r.case) else {
-                        continue;
-                    };
-                    let case = remaining.remove(pos);
-                    let now = Instant::now();
-                    self.finish_reported(case, r, now - last, client).await;
-                    last = now;
-                    deadline = now + self.opts.case_timeout;
-                }
+                Next::Line(text) => match protocol::parse(&text) {
+                    Ok(Line::Ready) => {
+                        last = now;
+                        deadline = now + self.opts.case_timeout;
+                    }
+                    Ok(Line::Result(r)) => {
+                        t.result_lines += 1;
+                        t.reported_failed |= r.outcome == Reported::Failed;
+                        match remaining.iter().position(|c| c.id.case.name() == r.case) {
+                            Some(pos) => {
+                                let cell = remaining.remove(pos);
+                                t.results.push(judge(&cell, &r, &self.imp.source, now - last));
+                            }
+                            None => t.notes.push(format!(
+                                "[runner] a result for case {:?}, which this process was not asked to play or already reported",
+                                r.case
+                            )),
+                        }
+                        last = now;
+                        deadline = now + self.opts.case_timeout;
+                    }
+                    Ok(Line::Done { cases }) => {
+                        t.done = Some(cases);
+                        let message = format!(
+                            "client {} printed its done line after {} results without reporting this case",
+                            self.imp.name, t.result_lines
+                        );
+                        let logs = self.logs(client.logs(FAILURE_LOG_LINES), &t.notes).await;
+                        for cell in remaining.drain(..) {
+                            t.results.push(CellResult {
+                                logs: logs.clone(),
+                                ..CellResult::not_run(cell.id, Outcome::Failed, message.clone())
+                            });
+                        }
+                    }
+                    Ok(Line::Listening { .. }) => {
+                        t.notes.push(format!("[runner] a client printed a server's line: {text}"));
+                    }
+                    Err(e) => t
+                        .notes
+                        .push(format!("[runner] unreadable protocol line ({e}): {text}")),
+                },
                 Next::Deadline => {
-                    let status = client.stop().await;
-                    let case = remaining.remove(0);
-                    let mut logs = self.logs(client.logs(FAILURE_LOG_LINES)).await;
+                    let exit = client.stop().await;
+                    let cell = remaining.remove(0);
+                    let mut logs = self.logs(client.logs(FAILURE_LOG_LINES), &t.notes).await;
                     logs.push(format!(
-                        "[runner] client stopped after the deadline: {status}"
+                        "[runner] client stopped after the deadline: {}",
+                        describe_exit(exit)
                     ));
-                    self.sink.finish_cell(CellResult {
-                        id: self.id(case),
-                        outcome: Outcome::TimedOut,
+                    let waited = deadline - last;
+                    let before = if t.result_lines == 0 && last == spawned {
+                        " (start-up included: no ready line came)"
+                    } else {
+                        ""
+                    };
+                    t.results.push(CellResult {
                         duration: last.elapsed(),
-                        message: format!(
-                            "no result within {:.1} s",
-                            (deadline - last).as_secs_f64()
-                        ),
-                        known_failure: None,
                         logs,
+                        ..CellResult::not_run(
+                            cell.id,
+                            Outcome::TimedOut,
+                            format!("no result within {:.1} s{before}", waited.as_secs_f64()),
+                        )
                     });
+                    self.emit(t.results);
                     return;
                 }
                 Next::Eof => {
                     // Output closed: the client exited (or crashed) early.
-                    let status = client
-                        .wait(Instant::now() + Duration::from_secs(5))
-                        .await
-                        .unwrap_or_else(|| "closed its output but kept running".to_string());
+                    let exit = match client.wait(Instant::now() + EXIT_GRACE).await {
+                        Some(exit) => exit.to_string(),
+                        None => "closed its output but kept running".to_string(),
+                    };
                     client.stop().await;
-                    let case = remaining.remove(0);
-                    self.sink.finish_cell(CellResult {
-                        id: self.id(case),
-                        outcome: Outcome::Failed,
+                    let cell = remaining.remove(0);
+                    let logs = self.logs(client.logs(FAILURE_LOG_LINES), &t.notes).await;
+                    t.results.push(CellResult {
                         duration: last.elapsed(),
-                        message: format!(
-                            "client {} ended ({status}) before reporting this case",
-                            self.client
-                        ),
-                        known_failure: None,
-                        logs: self.logs(client.logs(FAILURE_LOG_LINES)).await,
+                        logs,
+                        ..CellResult::not_run(
+                            cell.id,
+                            Outcome::Failed,
+                            format!(
+                                "client {} ended ({exit}) before reporting this case",
+                                self.imp.name
+                            ),
+                        )
                     });
+                    self.emit(t.results);
                     return;
                 }
             }
         }
-        // Every case reported: the client should now exit by itself.
-        if client
-            .wait(Instant::now() + Duration::from_secs(5))
-            .await
-            .is_none()
-        {
-            client.stop().await;
+        self.finish_process(client, t).await;
+    }
+
+    /// Every case reported: reads the done line, waits for the exit, and
+    /// fails every result of the process if either does not match them.
+    async fn finish_process(&self, client: &mut dyn ClientHandle, mut t: Transcript) {
+        let until = Instant::now() + EXIT_GRACE;
+        while t.done.is_none() {
+            match client.next_line(until).await {
+                Next::Line(text) => match protocol::parse(&text) {
+                    Ok(Line::Done { cases }) => t.done = Some(cases),
+                    Ok(_) => t.notes.push(format!("[runner] a line after the last result: {text}")),
+                    Err(e) => t
+                        .notes
+                        .push(format!("[runner] unreadable protocol line ({e}): {text}")),
+                },
+                Next::Eof | Next::Deadline => break,
+            }
+        }
+        let exit = match client.wait(Instant::now() + EXIT_GRACE).await {
+            Some(exit) => Some(exit),
+            None => {
+                t.notes.push(format!(
+                    "[runner] the client did not exit within {EXIT_GRACE:?} after its last line; stopped"
+                ));
+                client.stop().await;
+                None
+            }
+        };
+        let problems = cross_check(t.result_lines, t.reported_failed, t.done, Some(exit));
+        let needs_logs = !problems.is_empty() || t.results.iter().any(|r| !r.outcome.is_pass());
+        let logs = if needs_logs {
+            self.logs(client.logs(FAILURE_LOG_LINES), &t.notes).await
+        } else {
+            Vec::new()
+        };
+        if problems.is_empty() {
+            for r in t.results.iter_mut().filter(|r| !r.outcome.is_pass()) {
+                r.logs = logs.clone();
+            }
+        }
+        fail_for(&mut t.results, &problems, &logs);
+        self.emit(t.results);
+    }
+
+    fn emit(&self, results: Vec<CellResult>) {
+        for r in results {
+            self.sink.finish_cell(r);
         }
     }
 
-    async fn finish_reported(
-        &self,
-        case: Case,
-        r: ResultLine,
-        measured: Duration,
-        client: &mut dyn ClientHandle,
-    ) {
-        let (outcome, message) = reported_outcome(&r, &self.client, &self.imp.source);
-        let duration = reported_duration(&r, measured);
-        let mut message = message;
-        let logs = if outcome == Outcome::Passed {
-            vec![]
-        } else {
-            if let Some(status) = self.server.lock().await.exited() {
-                message.push_str(&format!(
-                    " (server {} exited during the run: {status})",
-                    self.server_name
-                ));
-            }
-            self.logs(client.logs(FAILURE_LOG_LINES)).await
-        };
-        self.sink.finish_cell(CellResult {
-            id: self.id(case),
-            outcome,
-            duration,
-            message,
-            known_failure: None,
-            logs,
-        });
-    }
-
-    async fn logs(&self, client_lines: Vec<String>) -> Vec<String> {
-        let mut logs = tail_text(&format!("client {}", self.client), &client_lines);
-        logs.extend(tail_text(
+    async fn server_logs(&self) -> Vec<String> {
+        tail_text(
             &format!("server {}", self.server_name),
             &self.server.lock().await.logs(FAILURE_LOG_LINES),
-        ));
+        )
+    }
+
+    async fn logs(&self, client_lines: Vec<String>, notes: &[String]) -> Vec<String> {
+        let mut logs = tail_text(&format!("client {}", self.imp.name), &client_lines);
+        logs.extend(self.server_logs().await);
+        logs.extend(notes.iter().cloned());
+        if let Some(status) = self.server.lock().await.exited() {
+            logs.push(format!(
+                "[runner] server {} exited during the run: {status}",
+                self.server_name
+            ));
+        }
         logs
     }
 
-    fn give_up(&self, remaining: &mut Vec<Case>, why: &str) {
-        for case in remaining.drain(..) {
+    fn give_up(&self, remaining: &mut Vec<PlannedCell>, why: &str) {
+        for cell in remaining.drain(..) {
             self.sink
-                .finish_cell(CellResult::not_run(self.id(case), Outcome::SetupError, why));
+                .finish_cell(CellResult::not_run(cell.id, Outcome::SetupError, why));
         }
+    }
+}
+
+fn describe_exit(exit: Option<Exit>) -> String {
+    exit.map_or_else(|| "exit unknown".to_string(), |e| e.to_string())
+}
+
+/// What a finished client did last that does not match its result lines:
+/// its done count, and its exit status (CONTRACT.md: 0 when no result said
+/// failed, 1 when one did). `exit` is `None` when the exit status is not
+/// known to the caller at all (not checked), `Some(None)` when it should be
+/// but is not.
+pub(crate) fn cross_check(
+    result_lines: usize,
+    reported_failed: bool,
+    done: Option<usize>,
+    exit: Option<Option<Exit>>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match done {
+        None => problems.push("the client printed no done line".to_string()),
+        Some(n) if n != result_lines => problems.push(format!(
+            "the client's done line counts {n} results, but it printed {result_lines}"
+        )),
+        Some(_) => {}
+    }
+    let want = i64::from(reported_failed);
+    if let Some(exit) = exit
+        && exit != Some(Exit::Code(want))
+    {
+        problems.push(format!(
+            "the client ended with {} after its results, want exit status {want}",
+            describe_exit(exit)
+        ));
+    }
+    problems
+}
+
+/// Fails every result of one client process for `problems` (what the
+/// process did that its results do not match), keeping what each result
+/// said in its message.
+pub(crate) fn fail_for(results: &mut [CellResult], problems: &[String], logs: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    let problem = problems.join("; ");
+    for r in results {
+        let said = if r.message.is_empty() {
+            r.outcome.words().to_string()
+        } else {
+            format!("{}: {}", r.outcome.words(), r.message)
+        };
+        r.message = format!("{problem} (this case was reported {said})");
+        r.outcome = Outcome::Failed;
+        r.logs = logs.to_vec();
     }
 }
 
@@ -615,19 +695,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn result_lines() {
-        let r = parse_result(r#"{"event":"result","case":"ping_pong","outcome":"failed","duration_ms":2.5,"message":"x"}"#)
-            .unwrap();
+    fn cross_checks_of_a_finished_process() {
+        assert!(cross_check(2, true, Some(2), Some(Some(Exit::Code(1)))).is_empty());
+        assert!(cross_check(2, false, Some(2), None).is_empty(), "exit not checked");
         assert_eq!(
-            (
-                r.case.as_str(),
-                r.outcome.as_str(),
-                r.duration_ms,
-                r.message.as_str()
-            ),
-            ("ping_pong", "failed", 2.5, "x")
+            cross_check(2, true, Some(2), Some(Some(Exit::Code(0)))),
+            ["the client ended with exit status 0 after its results, want exit status 1"]
         );
-        assert!(parse_result(r#"{"event":"listening","port":1}"#).is_none());
-        assert!(parse_result("{not json").is_none());
+        assert_eq!(
+            cross_check(2, false, Some(3), Some(Some(Exit::Signal(9)))),
+            [
+                "the client's done line counts 3 results, but it printed 2",
+                "the client ended with killed by signal 9 after its results, want exit status 0"
+            ]
+        );
+        assert_eq!(
+            cross_check(0, false, None, Some(None)),
+            [
+                "the client printed no done line",
+                "the client ended with exit unknown after its results, want exit status 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_cross_check_fails_every_result_and_keeps_what_it_said() {
+        let id = |case| CellId {
+            client: "c".into(),
+            server: "s".into(),
+            case,
+        };
+        let mut results = vec![
+            CellResult::not_run(id(crate::cases::Case::EmptyUnary), Outcome::Passed, ""),
+            CellResult::not_run(id(crate::cases::Case::LargeUnary), Outcome::Unsupported, "server s: x"),
+        ];
+        fail_for(&mut results, &["the client printed no done line".into()], &["log".into()]);
+        assert_eq!(results[0].outcome, Outcome::Failed);
+        assert_eq!(
+            results[0].message,
+            "the client printed no done line (this case was reported passed)"
+        );
+        assert_eq!(
+            results[1].message,
+            "the client printed no done line (this case was reported unsupported: server s: x)"
+        );
+        assert_eq!(results[1].logs, ["log"]);
     }
 }

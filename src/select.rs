@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::cases::Case;
 use crate::manifest::Implementation;
-use crate::model::CellId;
+use crate::model::{Accepts, CellId, KnownFailure};
 
 /// Errors of selecting cells. They name what did not match or where.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,13 @@ struct RawKnownFailure {
     server: String,
     case: String,
     reason: String,
+    /// The library and version that behaves so, e.g. `tonic 0.14.9`.
+    #[serde(default)]
+    library: Option<String>,
+    /// The outcome the entry absorbs: `failed` (the default), `timed_out`,
+    /// `setup_error`, or `race` (passed and failed both accepted).
+    #[serde(default)]
+    outcome: Option<Accepts>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,11 +137,13 @@ struct RawKnownFailures {
     failure: Vec<RawKnownFailure>,
 }
 
-/// Cells that are expected to fail, each with a reason. A listed cell that
-/// passes is reported as an unexpected pass and fails the run.
+/// Cells that are expected to fail, each with a reason and the outcome it
+/// absorbs. A listed cell that passes is reported as an unexpected pass and
+/// fails the run (except a race entry); one that ends with another outcome
+/// than the entry names counts as not passed.
 #[derive(Debug, Clone, Default)]
 pub struct KnownFailures {
-    entries: Vec<(GlobMatcher, GlobMatcher, GlobMatcher, String)>,
+    entries: Vec<(GlobMatcher, GlobMatcher, GlobMatcher, KnownFailure)>,
 }
 
 impl KnownFailures {
@@ -171,7 +180,11 @@ impl KnownFailures {
                 glob("client", &f.client)?,
                 glob("server", &f.server)?,
                 case,
-                f.reason,
+                KnownFailure {
+                    reason: f.reason,
+                    library: f.library,
+                    accepts: f.outcome.unwrap_or(Accepts::Failed),
+                },
             ));
         }
         Ok(KnownFailures { entries })
@@ -189,14 +202,14 @@ impl KnownFailures {
         }
     }
 
-    /// The reason `cell` is expected to fail, if it is listed.
-    pub fn reason(&self, cell: &CellId) -> Option<&str> {
+    /// The entry of `cell`, if it is listed (the first that matches).
+    pub fn get(&self, cell: &CellId) -> Option<&KnownFailure> {
         self.entries
             .iter()
             .find(|(c, s, k, _)| {
                 c.is_match(&cell.client) && s.is_match(&cell.server) && k.is_match(cell.case.name())
             })
-            .map(|(_, _, _, reason)| reason.as_str())
+            .map(|(_, _, _, entry)| entry)
     }
 }
 
@@ -209,12 +222,28 @@ pub struct Selection {
     pub shard: Option<Shard>,
 }
 
-/// A planned cell: run it, or report it unsupported without running it.
+/// A planned cell, with what the manifests declare about it. Every cell is
+/// played, also a declared unsupported one: it must then fail, or the client
+/// must report that it cannot attempt the case, with its manifest's reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedCell {
     pub id: CellId,
-    /// `Some(reason)` when a manifest declares the case unsupported.
-    pub unsupported: Option<String>,
+    /// Why the client's manifest says the client cannot attempt the case.
+    pub client_unsupported: Option<String>,
+    /// Why the server's manifest says the server cannot serve it.
+    pub server_unsupported: Option<String>,
+}
+
+impl PlannedCell {
+    /// The declared reason as reports show it, the client's first:
+    /// `client python: ...` or `server rust: ...`.
+    pub fn unsupported(&self) -> Option<String> {
+        match (&self.client_unsupported, &self.server_unsupported) {
+            (Some(c), _) => Some(format!("client {}: {c}", self.id.client)),
+            (None, Some(s)) => Some(format!("server {}: {s}", self.id.server)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The cells of a run, in canonical order (client, server, case catalogue).
@@ -254,20 +283,18 @@ impl Plan {
         for client in &clients {
             for server in &servers {
                 for &case in &cases {
-                    let c = by_name(client).and_then(|i| i.client_unsupported(case));
-                    let s = by_name(server).and_then(|i| i.server_unsupported(case));
-                    let unsupported = match (c, s) {
-                        (Some(c), _) => Some(format!("client {client}: {c}")),
-                        (None, Some(s)) => Some(format!("server {server}: {s}")),
-                        (None, None) => None,
-                    };
                     cells.push(PlannedCell {
                         id: CellId {
                             client: client.to_string(),
                             server: server.to_string(),
                             case,
                         },
-                        unsupported,
+                        client_unsupported: by_name(client)
+                            .and_then(|i| i.client_unsupported(case))
+                            .map(String::from),
+                        server_unsupported: by_name(server)
+                            .and_then(|i| i.server_unsupported(case))
+                            .map(String::from),
                     });
                 }
             }
@@ -322,8 +349,7 @@ mod tests {
                 .iter()
                 .find(|p| p.id.client == c && p.id.server == s && p.id.case == case)
                 .unwrap()
-                .unsupported
-                .clone()
+                .unsupported()
         };
         assert_eq!(
             find("go", "rust", Case::ClientCompressedStreaming).as_deref(),
@@ -407,9 +433,26 @@ mod tests {
             server: "go".into(),
             case,
         };
-        assert_eq!(kf.reason(&id("python", Case::PingPong)), Some("issue 9"));
-        assert_eq!(kf.reason(&id("go", Case::PingPong)), None);
-        assert_eq!(kf.reason(&id("python", Case::EmptyUnary)), None);
+        let entry = kf.get(&id("python", Case::PingPong)).unwrap();
+        assert_eq!((entry.reason.as_str(), entry.accepts), ("issue 9", Accepts::Failed));
+        assert!(kf.get(&id("go", Case::PingPong)).is_none());
+        assert!(kf.get(&id("python", Case::EmptyUnary)).is_none());
+        let kf = KnownFailures::parse(
+            "[[failure]]\nclient = \"*\"\nserver = \"go\"\ncase = \"ping_pong\"\nreason = \"r\"\n\
+             library = \"grpcio 1.85.1\"\noutcome = \"race\"\n",
+            path,
+        )
+        .unwrap();
+        let entry = kf.get(&id("rust", Case::PingPong)).unwrap();
+        assert_eq!(entry.accepts, Accepts::Race);
+        assert_eq!(entry.describe(), "grpcio 1.85.1: r");
+        let err = KnownFailures::parse(
+            "[[failure]]\nclient = \"*\"\nserver = \"*\"\ncase = \"ping_pong\"\nreason = \"x\"\noutcome = \"flaky\"\n",
+            path,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("flaky"), "{err}");
         let err = KnownFailures::parse(
             "[[failure]]\nclient = \"*\"\nserver = \"*\"\ncase = \"pingpong\"\nreason = \"x\"\n",
             path,

@@ -58,7 +58,7 @@ async fn ensure_images() {
         let mut result = Ok(());
         for imp in impls() {
             if let Err(e) = backend.prepare(&imp).await {
-                result = Err(e);
+                result = Err(e.to_string());
                 break;
             }
         }

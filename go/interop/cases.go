@@ -12,7 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,39 +57,82 @@ func InsecureDialOptions() []grpc.DialOption {
 	return append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-// Case is one client case: its contract name and the function that runs it.
-// Run returns nil when every check passed, otherwise an error whose text
-// joins every failed check with "; ".
+// Case is one client case: its contract name, the names of the checks it
+// makes (its row of the "Checks" table of CONTRACT.md) and the function that
+// runs it. Run records every check it makes in ck, under a name of
+// CheckNames; a failed check never stops the next one.
 type Case struct {
-	Name string
-	Run  func(ctx context.Context, c *Clients) error
+	Name       string
+	CheckNames []string
+	Run        func(ctx context.Context, c *Clients, ck *Checks)
+}
+
+// Rows of the checks table shared by several cases.
+var (
+	payloadChecks = []string{"payload_size", "payload_body", "payload_type"}
+	greeterChecks = []string{"status", "message", "index"}
+	// greeterStreamChecks is for the Greeter calls with several replies.
+	greeterStreamChecks = []string{"status", "reply_count", "message", "index"}
+	// streamPayloadChecks is for the TestService calls with several responses.
+	streamPayloadChecks = concat([]string{"status", "response_count"}, payloadChecks)
+)
+
+// concat joins name lists into a new one.
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// prefixed returns names with prefix put before each.
+func prefixed(prefix string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = prefix + n
+	}
+	return out
 }
 
 // Cases lists every case in the order of the contract's tables; "all" runs
 // them in this order.
 var Cases = []Case{
-	{"greeter_unary", DoGreeterUnary},
-	{"greeter_server_streaming", DoGreeterServerStreaming},
-	{"greeter_client_streaming", DoGreeterClientStreaming},
-	{"greeter_bidi_streaming", DoGreeterBidiStreaming},
-	{"empty_unary", DoEmptyUnary},
-	{"large_unary", DoLargeUnary},
-	{"client_streaming", DoClientStreaming},
-	{"server_streaming", DoServerStreaming},
-	{"ping_pong", DoPingPong},
-	{"empty_stream", DoEmptyStream},
-	{"custom_metadata", DoCustomMetadata},
-	{"status_code_and_message", DoStatusCodeAndMessage},
-	{"special_status_message", DoSpecialStatusMessage},
-	{"unimplemented_method", DoUnimplementedMethod},
-	{"unimplemented_service", DoUnimplementedService},
-	{"cancel_after_begin", DoCancelAfterBegin},
-	{"cancel_after_first_response", DoCancelAfterFirstResponse},
-	{"timeout_on_sleeping_server", DoTimeoutOnSleepingServer},
-	{"client_compressed_unary", DoClientCompressedUnary},
-	{"server_compressed_unary", DoServerCompressedUnary},
-	{"client_compressed_streaming", DoClientCompressedStreaming},
-	{"server_compressed_streaming", DoServerCompressedStreaming},
+	{"greeter_unary", greeterChecks, DoGreeterUnary},
+	{"greeter_server_streaming", greeterStreamChecks, DoGreeterServerStreaming},
+	{"greeter_client_streaming", greeterChecks, DoGreeterClientStreaming},
+	{"greeter_bidi_streaming", greeterStreamChecks, DoGreeterBidiStreaming},
+	{"empty_unary", []string{"status"}, DoEmptyUnary},
+	{"large_unary", concat([]string{"status"}, payloadChecks), DoLargeUnary},
+	{"client_streaming", []string{"status", "aggregated_size"}, DoClientStreaming},
+	{"server_streaming", streamPayloadChecks, DoServerStreaming},
+	{"ping_pong", streamPayloadChecks, DoPingPong},
+	{"empty_stream", []string{"status", "response_count"}, DoEmptyStream},
+	{"custom_metadata", concat(
+		prefixed("unary.", concat([]string{"status"}, payloadChecks, []string{"echo_initial", "echo_trailing"})...),
+		prefixed("duplex.", concat(streamPayloadChecks, []string{"echo_initial", "echo_trailing"})...),
+	), DoCustomMetadata},
+	{"status_code_and_message", concat(
+		prefixed("unary.", "status_code", "status_message"),
+		prefixed("duplex.", "status_code", "status_message"),
+	), DoStatusCodeAndMessage},
+	{"special_status_message", []string{"status_code", "status_message"}, DoSpecialStatusMessage},
+	{"unimplemented_method", []string{"status_code"}, DoUnimplementedMethod},
+	{"unimplemented_service", []string{"status_code"}, DoUnimplementedService},
+	{"cancel_after_begin", []string{"status_code"}, DoCancelAfterBegin},
+	{"cancel_after_first_response", concat([]string{"status"}, payloadChecks, []string{"status_code"}), DoCancelAfterFirstResponse},
+	{"timeout_on_sleeping_server", []string{"status_code"}, DoTimeoutOnSleepingServer},
+	{"client_compressed_unary", concat(
+		[]string{"probe.status_code"},
+		prefixed("compressed.", concat([]string{"status"}, payloadChecks, []string{"sent_compressed"})...),
+		prefixed("uncompressed.", concat([]string{"status"}, payloadChecks)...),
+	), DoClientCompressedUnary},
+	{"server_compressed_unary", concat(
+		prefixed("compressed.", concat([]string{"status"}, payloadChecks, []string{"response_compressed"})...),
+		prefixed("uncompressed.", concat([]string{"status"}, payloadChecks, []string{"response_compressed"})...),
+	), DoServerCompressedUnary},
+	{"client_compressed_streaming", []string{"probe.status_code", "stream.status", "stream.aggregated_size", "stream.sent_compressed"}, DoClientCompressedStreaming},
+	{"server_compressed_streaming", concat(streamPayloadChecks, []string{"response_compressed"}), DoServerCompressedStreaming},
 }
 
 // UnsupportedCases maps each case this client cannot express to the reason.
@@ -127,72 +172,294 @@ const (
 	OutcomeUnsupported = "unsupported"
 )
 
-// Result is one result line of the client.
+// Values of the checks object of a result line.
+const (
+	CheckPassed = "passed"
+	CheckFailed = "failed"
+)
+
+// Result is one result line of the client. Checks and NotChecked are
+// printed as {} when empty, never null.
 type Result struct {
 	Event      string  `json:"event"`
 	Case       string  `json:"case"`
 	Outcome    string  `json:"outcome"`
 	DurationMS float64 `json:"duration_ms"`
 	Message    string  `json:"message"`
+	// Checks maps each check the case made to CheckPassed or CheckFailed.
+	Checks map[string]string `json:"checks"`
+	// NotChecked maps each check of the case this client cannot make to the
+	// reason. grpc-go lets the client make every check, so it stays empty.
+	NotChecked map[string]string `json:"not_checked"`
+}
+
+// CallGrace is how long after a call's deadline RunCase still waits for
+// grpc-go to end the call before it gives the case up: the backstop of
+// CONTRACT.md against a library that does not enforce deadlines. A variable
+// so that tests can shorten it.
+var CallGrace = 3 * time.Second
+
+// finish is how a case's goroutine ended.
+type finish struct {
+	panicked bool
+	value    any // what was recovered when panicked
 }
 
 // RunCase runs one case and turns what happened into a Result. A case
-// listed in UnsupportedCases is not run. A panic inside a case becomes a failed
-// result instead of ending the program.
-func RunCase(ctx context.Context, c *Clients, tc Case) (res Result) {
-	res = Result{Event: "result", Case: tc.Name}
+// listed in UnsupportedCases is not run. A panic inside a case becomes a
+// failed result instead of ending the program.
+//
+// The case runs in its own goroutine. RunCase waits until CallGrace after
+// the deadline of the call the case started last (Checks.withTimeout); if the case
+// has not ended by then, grpc-go did not end a call its deadline should have
+// ended, and RunCase returns a failed result at once, marking the status
+// check of the call that did not end as failed. That goroutine is left
+// behind (its context is cancelled); the client goes on with the next case.
+func RunCase(ctx context.Context, c *Clients, tc Case) Result {
+	res := Result{Event: "result", Case: tc.Name, Checks: map[string]string{}, NotChecked: map[string]string{}}
 	if reason, ok := UnsupportedCases[tc.Name]; ok {
 		res.Outcome, res.Message = OutcomeUnsupported, reason
 		return res
 	}
 	start := time.Now()
-	defer func() {
-		if p := recover(); p != nil {
-			// The stack goes to the log (stderr); the result line keeps one line.
-			slog.Error("case panicked", "case", tc.Name, "panic", p, "stack", string(debug.Stack()))
-			res.Outcome = OutcomeFailed
-			res.Message = fmt.Sprintf("%s panicked: %v", tc.Name, p)
-		}
-		// Microsecond resolution is plenty and keeps the lines short.
-		res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Until the case starts its first call, allow it one call's time.
+	ck := &Checks{deadline: start.Add(RPCTimeout), moved: make(chan struct{}, 1)}
+	finished := make(chan finish, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				// The stack goes to the log (stderr); the result line keeps one line.
+				slog.Error("case panicked", "case", tc.Name, "panic", p, "stack", string(debug.Stack()))
+				finished <- finish{panicked: true, value: p}
+			}
+		}()
+		tc.Run(ctx, c, ck)
+		finished <- finish{}
 	}()
-	if err := tc.Run(ctx, c); err != nil {
-		res.Outcome, res.Message = OutcomeFailed, err.Error()
-	} else {
-		res.Outcome = OutcomePassed
+
+	end := func(f finish) Result {
+		if f.panicked {
+			ck.failCase(fmt.Sprintf("%s panicked: %v", tc.Name, f.value))
+		}
+		return ck.result(res, tc, time.Since(start))
 	}
-	return res
+	// Each call the case starts moves the deadline (ck.moved): wait anew.
+	for wait := CallGrace + time.Until(ck.lastDeadline()); wait > 0; wait = CallGrace + time.Until(ck.lastDeadline()) {
+		timer := time.NewTimer(wait)
+		select {
+		case f := <-finished:
+			timer.Stop()
+			return end(f)
+		case <-ck.moved:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+	select {
+	case f := <-finished: // it ended just now
+		return end(f)
+	default:
+	}
+	took := time.Since(start)
+	ck.giveUp(tc.CheckNames, fmt.Sprintf("%s did not end within %s: grpc-go did not end a call %s after its deadline",
+		tc.Name, took.Round(time.Millisecond), CallGrace))
+	return ck.result(res, tc, took)
 }
 
-// WriteResult prints r as one JSON line with a single Write, so the line
-// leaves the process at once (os.Stdout is not buffered in Go).
+// WriteResult prints r as one JSON line with a single Write (see WriteLine).
 func WriteResult(w io.Writer, r Result) error {
+	if r.Checks == nil {
+		r.Checks = map[string]string{}
+	}
+	if r.NotChecked == nil {
+		r.NotChecked = map[string]string{}
+	}
+	return WriteLine(w, r)
+}
+
+// WriteLine prints v as one JSON line with a single Write, so the line
+// leaves the process at once (os.Stdout is not buffered in Go) and, through
+// an io.MultiWriter, reaches each writer whole.
+func WriteLine(w io.Writer, v any) error {
 	var b strings.Builder
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// checks collects the failed checks of one case; a failed check never stops
-// the next one.
-type checks struct {
-	failed []string
+// Checks records the checks of one case: each under its name of the
+// contract's checks table, passed or failed, and the message of every
+// failure (what was called, what came back, what was wanted). A check made
+// several times is failed when any instance failed. RunCase makes one for
+// each case and reads it, also while the case still runs (the backstop), so
+// it is safe for concurrent use.
+type Checks struct {
+	mu       sync.Mutex
+	passed   map[string]bool // check name -> passed so far
+	failed   []string        // the message of every failure, in order
+	deadline time.Time       // the deadline of the call the case started last
+	moved    chan struct{}   // signalled (if not nil) when deadline changes
 }
 
-// errorf records one failed check: what was called, what came back, what
-// was wanted.
-func (c *checks) errorf(format string, args ...any) {
-	c.failed = append(c.failed, fmt.Sprintf(format, args...))
+// check records one instance of the check name: passed when ok, else failed
+// with the message format and args make. It returns ok.
+func (c *Checks) check(name string, ok bool, format string, args ...any) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.passed == nil {
+		c.passed = map[string]bool{}
+	}
+	if !ok {
+		c.passed[name] = false
+		c.failed = append(c.failed, fmt.Sprintf(format, args...))
+	} else if _, seen := c.passed[name]; !seen {
+		c.passed[name] = true
+	}
+	return ok
+}
+
+// pass records that the check name passed.
+func (c *Checks) pass(name string) { c.check(name, true, "") }
+
+// fail records that the check name failed, with a message.
+func (c *Checks) fail(name string, format string, args ...any) { c.check(name, false, format, args...) }
+
+// failCase records a failure that belongs to no check (a panic): the case
+// fails with message.
+func (c *Checks) failCase(message string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failed = append(c.failed, message)
+}
+
+// withTimeout is context.WithTimeout for one call of the case; it also
+// tells RunCase when the call must have ended. The calls of a case are made
+// one after another, so the deadline of the call started last is the one
+// that counts.
+func (c *Checks) withTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	c.mu.Lock()
+	c.deadline = time.Now().Add(timeout)
+	c.mu.Unlock()
+	select {
+	case c.moved <- struct{}{}:
+	default: // a signal is pending already, or nobody watches (nil)
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
+func (c *Checks) lastDeadline() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline
+}
+
+// isStatusCheck tells whether name is the check that a call's end answers.
+func isStatusCheck(name string) bool {
+	_, base, _ := strings.Cut(name, ".")
+	if base == "" {
+		base = name
+	}
+	return base == "status" || base == "status_code"
+}
+
+// giveUp records the backstop's failure for a case that did not end. The
+// cases run their calls one after another in the order of their row and
+// record a call's status check when the call ends, so the first status
+// check of the row not yet recorded belongs to the call that did not end:
+// that one fails. (Should every status check be recorded, the first check
+// not yet recorded fails, else the row's first status check.)
+func (c *Checks) giveUp(row []string, message string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.passed == nil {
+		c.passed = map[string]bool{}
+	}
+	c.failed = append(c.failed, message)
+	pick := func(ok func(string) bool) bool {
+		for _, name := range row {
+			if ok(name) {
+				c.passed[name] = false
+				return true
+			}
+		}
+		return false
+	}
+	unrecorded := func(name string) bool { _, seen := c.passed[name]; return !seen }
+	if !pick(func(n string) bool { return isStatusCheck(n) && unrecorded(n) }) && !pick(unrecorded) {
+		pick(isStatusCheck)
+	}
+}
+
+// result fills res from what was recorded and took. It also holds the case
+// to its row: a check outside the row, or a check of the row missing from a
+// case that otherwise passed, is a bug of this client and fails the case
+// rather than printing a line that breaks the contract.
+func (c *Checks) result(res Result, tc Case, took time.Duration) Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	failed := append([]string(nil), c.failed...)
+	row := make(map[string]bool, len(tc.CheckNames))
+	for _, name := range tc.CheckNames {
+		row[name] = true
+	}
+	var outside []string
+	for name, ok := range c.passed {
+		if !row[name] {
+			outside = append(outside, name)
+			continue
+		}
+		res.Checks[name] = CheckPassed
+		if !ok {
+			res.Checks[name] = CheckFailed
+		}
+	}
+	slices.Sort(outside)
+	for _, name := range outside {
+		failed = append(failed, fmt.Sprintf("%s made check %q, which is not in its row of the checks table", tc.Name, name))
+	}
+	if len(failed) == 0 {
+		for _, name := range tc.CheckNames {
+			if _, ok := res.Checks[name]; !ok {
+				failed = append(failed, fmt.Sprintf("%s did not make check %q", tc.Name, name))
+			}
+		}
+	}
+	if len(failed) == 0 {
+		res.Outcome = OutcomePassed
+	} else {
+		res.Outcome, res.Message = OutcomeFailed, strings.Join(failed, "; ")
+	}
+	// Microsecond resolution is plenty and keeps the lines short.
+	res.DurationMS = float64(took.Microseconds()) / 1000
+	return res
 }
 
 // err is nil when no check failed, else every failure joined with "; ".
-func (c *checks) err() error {
+func (c *Checks) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.failed) == 0 {
 		return nil
 	}
 	return errors.New(strings.Join(c.failed, "; "))
+}
+
+// results maps every check recorded so far to CheckPassed or CheckFailed.
+func (c *Checks) results() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]string, len(c.passed))
+	for name, ok := range c.passed {
+		out[name] = CheckPassed
+		if !ok {
+			out[name] = CheckFailed
+		}
+	}
+	return out
 }

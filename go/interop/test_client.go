@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,31 +56,30 @@ func newPayload(size int) *testingpb.Payload {
 	return &testingpb.Payload{Type: testingpb.PayloadType_COMPRESSABLE, Body: make([]byte, size)}
 }
 
-// checkPayload checks that p has a body of want zero bytes.
-func checkPayload(ck *checks, call string, p *testingpb.Payload, want int) {
+// checkPayload checks that p has a body of want zero bytes and type
+// COMPRESSABLE: the checks prefix+payload_size, payload_body, payload_type.
+func checkPayload(ck *Checks, prefix, call string, p *testingpb.Payload, want int) {
 	body := p.GetBody()
-	if len(body) != want {
-		ck.errorf("%s payload size = %d, want %d", call, len(body), want)
-		return
+	ck.check(prefix+"payload_size", len(body) == want, "%s payload size = %d, want %d", call, len(body), want)
+	if i := slices.IndexFunc(body, func(b byte) bool { return b != 0 }); i >= 0 {
+		ck.fail(prefix+"payload_body", "%s payload has byte 0x%02x at offset %d, want all zero bytes", call, body[i], i)
+	} else {
+		ck.pass(prefix + "payload_body")
 	}
-	for i, b := range body {
-		if b != 0 {
-			ck.errorf("%s payload has byte 0x%02x at offset %d, want all zero bytes", call, b, i)
-			return
-		}
-	}
+	typ := p.GetType()
+	ck.check(prefix+"payload_type", typ == testingpb.PayloadType_COMPRESSABLE, "%s payload type = %s, want COMPRESSABLE", call, typ)
 }
 
-// checkStatus checks the code and, when message is not nil, the exact
-// message of the status that ended a call.
-func checkStatus(ck *checks, call string, err error, code codes.Code, message *string) {
+// checkStatus checks the code (prefix+status_code) and, when message is not
+// nil, the exact message (prefix+status_message) of the status that ended a
+// call. The message is only compared when the code is right.
+func checkStatus(ck *Checks, prefix, call string, err error, code codes.Code, message *string) {
 	st := status.Convert(err)
-	if st.Code() != code {
-		ck.errorf("%s ended with %s, want status %s", call, rpcStatus(err), code)
+	if !ck.check(prefix+"status_code", st.Code() == code, "%s ended with %s, want status %s", call, rpcStatus(err), code) {
 		return
 	}
-	if message != nil && st.Message() != *message {
-		ck.errorf("%s status message = %q, want %q", call, st.Message(), *message)
+	if message != nil {
+		ck.check(prefix+"status_message", st.Message() == *message, "%s status message = %q, want %q", call, st.Message(), *message)
 	}
 }
 
@@ -109,45 +109,41 @@ func largeUnaryRequest() *testingpb.SimpleRequest {
 }
 
 // DoEmptyUnary calls EmptyCall and checks that an Empty comes back.
-func DoEmptyUnary(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoEmptyUnary(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	resp, err := c.Test.EmptyCall(ctx, &testingpb.Empty{})
 	switch {
 	case err != nil:
-		ck.errorf("EmptyCall ended with %s, want OK", rpcStatus(err))
+		ck.fail("status", "EmptyCall ended with %s, want OK", rpcStatus(err))
 	case resp == nil:
-		ck.errorf("EmptyCall returned no message, want an Empty")
+		ck.fail("status", "EmptyCall returned no message, want an Empty")
+	default:
+		ck.pass("status")
 	}
-	return ck.err()
 }
 
 // DoLargeUnary calls UnaryCall with a 271828-byte payload and checks the
 // 314159-byte response payload.
-func DoLargeUnary(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoLargeUnary(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	resp, err := c.Test.UnaryCall(ctx, largeUnaryRequest())
-	if err != nil {
-		ck.errorf("UnaryCall ended with %s, want OK", rpcStatus(err))
-		return ck.err()
+	if !ck.check("status", err == nil, "UnaryCall ended with %s, want OK", rpcStatus(err)) {
+		return
 	}
-	checkPayload(&ck, "UnaryCall", resp.GetPayload(), largeResponseSize)
-	return ck.err()
+	checkPayload(ck, "", "UnaryCall", resp.GetPayload(), largeResponseSize)
 }
 
 // DoClientStreaming streams four payloads to StreamingInputCall and checks
 // the aggregated size.
-func DoClientStreaming(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoClientStreaming(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	stream, err := c.Test.StreamingInputCall(ctx)
 	if err != nil {
-		ck.errorf("StreamingInputCall could not start: %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "StreamingInputCall could not start: %s", rpcStatus(err))
+		return
 	}
 	for _, size := range requestSizes {
 		// A failed Send means the call ended; CloseAndRecv reports why.
@@ -156,21 +152,17 @@ func DoClientStreaming(ctx context.Context, c *Clients) error {
 		}
 	}
 	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		ck.errorf("StreamingInputCall ended with %s, want OK", rpcStatus(err))
-		return ck.err()
+	if !ck.check("status", err == nil, "StreamingInputCall ended with %s, want OK", rpcStatus(err)) {
+		return
 	}
-	if got := resp.GetAggregatedPayloadSize(); got != aggregatedPayloadSize {
-		ck.errorf("StreamingInputCall aggregated_payload_size = %d, want %d", got, aggregatedPayloadSize)
-	}
-	return ck.err()
+	got := resp.GetAggregatedPayloadSize()
+	ck.check("aggregated_size", got == aggregatedPayloadSize, "StreamingInputCall aggregated_payload_size = %d, want %d", got, aggregatedPayloadSize)
 }
 
 // DoServerStreaming asks StreamingOutputCall for four responses and checks
 // their count, sizes and order.
-func DoServerStreaming(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoServerStreaming(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	req := &testingpb.StreamingOutputCallRequest{ResponseType: testingpb.PayloadType_COMPRESSABLE}
 	for _, size := range responseSizes {
@@ -178,40 +170,37 @@ func DoServerStreaming(ctx context.Context, c *Clients) error {
 	}
 	stream, err := c.Test.StreamingOutputCall(ctx, req)
 	if err != nil {
-		ck.errorf("StreamingOutputCall could not start: %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "StreamingOutputCall could not start: %s", rpcStatus(err))
+		return
 	}
 	n := 0
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
+			ck.pass("status")
 			break
 		}
 		if err != nil {
-			ck.errorf("StreamingOutputCall ended with %s after %d responses, want OK", rpcStatus(err), n)
+			ck.fail("status", "StreamingOutputCall ended with %s after %d responses, want OK", rpcStatus(err), n)
 			break
 		}
 		if n < len(responseSizes) {
-			checkPayload(&ck, fmt.Sprintf("StreamingOutputCall response %d", n+1), resp.GetPayload(), responseSizes[n])
+			checkPayload(ck, "", fmt.Sprintf("StreamingOutputCall response %d", n+1), resp.GetPayload(), responseSizes[n])
 		}
 		n++
 	}
-	if n != len(responseSizes) {
-		ck.errorf("StreamingOutputCall sent %d responses, want %d", n, len(responseSizes))
-	}
-	return ck.err()
+	ck.check("response_count", n == len(responseSizes), "StreamingOutputCall sent %d responses, want %d", n, len(responseSizes))
 }
 
 // DoPingPong plays four request/response rounds on FullDuplexCall, each
 // request sent only after the previous response arrived.
-func DoPingPong(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoPingPong(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	stream, err := c.Test.FullDuplexCall(ctx)
 	if err != nil {
-		ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "FullDuplexCall could not start: %s", rpcStatus(err))
+		return
 	}
 	for i := range requestSizes {
 		req := &testingpb.StreamingOutputCallRequest{
@@ -221,51 +210,40 @@ func DoPingPong(ctx context.Context, c *Clients) error {
 		}
 		if err := stream.Send(req); err != nil {
 			_, err := stream.Recv()
-			ck.errorf("FullDuplexCall send of request %d failed; the call ended with %s", i+1, rpcStatus(err))
-			return ck.err()
+			ck.fail("status", "FullDuplexCall send of request %d failed; the call ended with %s", i+1, rpcStatus(err))
+			return
 		}
 		resp, err := stream.Recv()
 		if err != nil {
-			ck.errorf("FullDuplexCall response %d: stream ended with %s, want a response", i+1, rpcStatus(err))
-			return ck.err()
+			ck.fail("status", "FullDuplexCall response %d: stream ended with %s, want a response", i+1, rpcStatus(err))
+			return
 		}
-		checkPayload(&ck, fmt.Sprintf("FullDuplexCall response %d", i+1), resp.GetPayload(), responseSizes[i])
+		checkPayload(ck, "", fmt.Sprintf("FullDuplexCall response %d", i+1), resp.GetPayload(), responseSizes[i])
 	}
 	if err := stream.CloseSend(); err != nil {
-		ck.errorf("FullDuplexCall CloseSend: %v", err)
+		ck.fail("status", "FullDuplexCall CloseSend: %v", err)
 	}
 	extra, err := drain(stream, newStreamingOutputResponse)
-	if err != nil {
-		ck.errorf("FullDuplexCall after half-close ended with %s, want OK", rpcStatus(err))
-	}
-	if extra > 0 {
-		ck.errorf("FullDuplexCall sent %d responses after half-close, want 0", extra)
-	}
-	return ck.err()
+	ck.check("status", err == nil, "FullDuplexCall after half-close ended with %s, want OK", rpcStatus(err))
+	ck.check("response_count", extra == 0, "FullDuplexCall sent %d responses after half-close, want 0", extra)
 }
 
 // DoEmptyStream half-closes FullDuplexCall at once and checks that it ends
 // OK with no response.
-func DoEmptyStream(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoEmptyStream(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	stream, err := c.Test.FullDuplexCall(ctx)
 	if err != nil {
-		ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "FullDuplexCall could not start: %s", rpcStatus(err))
+		return
 	}
 	if err := stream.CloseSend(); err != nil {
-		ck.errorf("FullDuplexCall CloseSend: %v", err)
+		ck.fail("status", "FullDuplexCall CloseSend: %v", err)
 	}
 	n, err := drain(stream, newStreamingOutputResponse)
-	if err != nil {
-		ck.errorf("FullDuplexCall with no request ended with %s, want OK", rpcStatus(err))
-	}
-	if n > 0 {
-		ck.errorf("FullDuplexCall with no request sent %d responses, want 0", n)
-	}
-	return ck.err()
+	ck.check("status", err == nil, "FullDuplexCall with no request ended with %s, want OK", rpcStatus(err))
+	ck.check("response_count", n == 0, "FullDuplexCall with no request sent %d responses, want 0", n)
 }
 
 // withEchoMetadata adds the two headers that a server must echo.
@@ -275,44 +253,42 @@ func withEchoMetadata(ctx context.Context) context.Context {
 		echoTrailingBinKey, echoTrailingBinVal)
 }
 
-// checkEcho checks the echoed initial value in header and binary value in trailer.
-func checkEcho(ck *checks, call string, header, trailer metadata.MD) {
-	if got := header.Get(echoInitialKey); len(got) != 1 || got[0] != echoInitialValue {
-		ck.errorf("%s initial metadata %s = %q, want [%q]", call, echoInitialKey, got, echoInitialValue)
-	}
-	if got := trailer.Get(echoTrailingBinKey); len(got) != 1 || got[0] != echoTrailingBinVal {
-		ck.errorf("%s trailing metadata %s = %q, want [%q]", call, echoTrailingBinKey, got, echoTrailingBinVal)
-	}
+// checkEcho checks the echoed initial value in header (prefix+echo_initial)
+// and binary value in trailer (prefix+echo_trailing).
+func checkEcho(ck *Checks, prefix, call string, header, trailer metadata.MD) {
+	got := header.Get(echoInitialKey)
+	ck.check(prefix+"echo_initial", len(got) == 1 && got[0] == echoInitialValue,
+		"%s initial metadata %s = %q, want [%q]", call, echoInitialKey, got, echoInitialValue)
+	got = trailer.Get(echoTrailingBinKey)
+	ck.check(prefix+"echo_trailing", len(got) == 1 && got[0] == echoTrailingBinVal,
+		"%s trailing metadata %s = %q, want [%q]", call, echoTrailingBinKey, got, echoTrailingBinVal)
 }
 
 // DoCustomMetadata sends the echo headers on UnaryCall and on FullDuplexCall
 // and checks the echoed header and trailer values of both.
-func DoCustomMetadata(ctx context.Context, c *Clients) error {
-	var ck checks
-	customMetadataUnary(ctx, c, &ck)
-	customMetadataFullDuplex(ctx, c, &ck)
-	return ck.err()
+func DoCustomMetadata(ctx context.Context, c *Clients, ck *Checks) {
+	customMetadataUnary(ctx, c, ck)
+	customMetadataFullDuplex(ctx, c, ck)
 }
 
-func customMetadataUnary(ctx context.Context, c *Clients, ck *checks) {
-	ctx, cancel := context.WithTimeout(withEchoMetadata(ctx), RPCTimeout)
+func customMetadataUnary(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(withEchoMetadata(ctx), RPCTimeout)
 	defer cancel()
 	var header, trailer metadata.MD
 	resp, err := c.Test.UnaryCall(ctx, largeUnaryRequest(), grpc.Header(&header), grpc.Trailer(&trailer))
-	if err != nil {
-		ck.errorf("UnaryCall with echo metadata ended with %s, want OK", rpcStatus(err))
-	} else {
-		checkPayload(ck, "UnaryCall with echo metadata", resp.GetPayload(), largeResponseSize)
+	if ck.check("unary.status", err == nil, "UnaryCall with echo metadata ended with %s, want OK", rpcStatus(err)) {
+		checkPayload(ck, "unary.", "UnaryCall with echo metadata", resp.GetPayload(), largeResponseSize)
 	}
-	checkEcho(ck, "UnaryCall", header, trailer)
+	// The server echoes also when the call fails.
+	checkEcho(ck, "unary.", "UnaryCall", header, trailer)
 }
 
-func customMetadataFullDuplex(ctx context.Context, c *Clients, ck *checks) {
-	ctx, cancel := context.WithTimeout(withEchoMetadata(ctx), RPCTimeout)
+func customMetadataFullDuplex(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(withEchoMetadata(ctx), RPCTimeout)
 	defer cancel()
 	stream, err := c.Test.FullDuplexCall(ctx)
 	if err != nil {
-		ck.errorf("FullDuplexCall with echo metadata could not start: %s", rpcStatus(err))
+		ck.fail("duplex.status", "FullDuplexCall with echo metadata could not start: %s", rpcStatus(err))
 		return
 	}
 	req := &testingpb.StreamingOutputCallRequest{
@@ -322,120 +298,112 @@ func customMetadataFullDuplex(ctx context.Context, c *Clients, ck *checks) {
 	}
 	// A failed Send means the call ended; Recv below reports why.
 	_ = stream.Send(req)
-	if resp, err := stream.Recv(); err != nil {
-		ck.errorf("FullDuplexCall with echo metadata: stream ended with %s, want a response", rpcStatus(err))
-	} else {
-		checkPayload(ck, "FullDuplexCall with echo metadata", resp.GetPayload(), largeResponseSize)
+	resp, err := stream.Recv()
+	gotResponse := err == nil
+	if ck.check("duplex.status", gotResponse, "FullDuplexCall with echo metadata: stream ended with %s, want a response", rpcStatus(err)) {
+		checkPayload(ck, "duplex.", "FullDuplexCall with echo metadata", resp.GetPayload(), largeResponseSize)
 	}
 	if err := stream.CloseSend(); err != nil {
-		ck.errorf("FullDuplexCall CloseSend: %v", err)
+		ck.fail("duplex.status", "FullDuplexCall CloseSend: %v", err)
 	}
-	if _, err := drain(stream, newStreamingOutputResponse); err != nil {
-		ck.errorf("FullDuplexCall with echo metadata ended with %s, want OK", rpcStatus(err))
+	extra, err := drain(stream, newStreamingOutputResponse)
+	ck.check("duplex.status", err == nil, "FullDuplexCall with echo metadata ended with %s, want OK", rpcStatus(err))
+	if gotResponse {
+		ck.check("duplex.response_count", extra == 0, "FullDuplexCall with echo metadata sent %d responses after half-close, want 0", extra)
 	}
 	// Header blocks until the headers came, which they have by now; after
 	// the stream ended, Trailer holds the trailers.
 	header, err := stream.Header()
 	if err != nil {
-		ck.errorf("FullDuplexCall Header: %s", rpcStatus(err))
+		ck.fail("duplex.echo_initial", "FullDuplexCall Header: %s", rpcStatus(err))
 	}
-	checkEcho(ck, "FullDuplexCall", header, stream.Trailer())
+	checkEcho(ck, "duplex.", "FullDuplexCall", header, stream.Trailer())
 }
 
 // DoStatusCodeAndMessage asks UnaryCall and FullDuplexCall to end with
 // status UNKNOWN and a message, and checks both.
-func DoStatusCodeAndMessage(ctx context.Context, c *Clients) error {
-	var ck checks
+func DoStatusCodeAndMessage(ctx context.Context, c *Clients, ck *Checks) {
 	msg := statusTestMessage
 	echo := &testingpb.EchoStatus{Code: int32(codes.Unknown), Message: msg}
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		_, err := c.Test.UnaryCall(ctx, &testingpb.SimpleRequest{ResponseStatus: echo})
-		checkStatus(&ck, "UnaryCall(response_status=2)", err, codes.Unknown, &msg)
+		checkStatus(ck, "unary.", "UnaryCall(response_status=2)", err, codes.Unknown, &msg)
 	}()
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		stream, err := c.Test.FullDuplexCall(ctx)
 		if err != nil {
-			ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
+			ck.fail("duplex.status_code", "FullDuplexCall could not start: %s", rpcStatus(err))
 			return
 		}
 		// A failed Send or CloseSend means the call ended; drain reports how.
 		_ = stream.Send(&testingpb.StreamingOutputCallRequest{ResponseStatus: echo})
 		_ = stream.CloseSend()
 		_, err = drain(stream, newStreamingOutputResponse)
-		checkStatus(&ck, "FullDuplexCall(response_status=2)", err, codes.Unknown, &msg)
+		checkStatus(ck, "duplex.", "FullDuplexCall(response_status=2)", err, codes.Unknown, &msg)
 	}()
-	return ck.err()
 }
 
 // DoSpecialStatusMessage asks UnaryCall to end with a message of
 // whitespace and non-ASCII characters and checks it byte for byte.
-func DoSpecialStatusMessage(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoSpecialStatusMessage(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	msg := specialStatusMessage
 	req := &testingpb.SimpleRequest{ResponseStatus: &testingpb.EchoStatus{Code: int32(codes.Unknown), Message: msg}}
 	_, err := c.Test.UnaryCall(ctx, req)
-	checkStatus(&ck, "UnaryCall(response_status=2, special message)", err, codes.Unknown, &msg)
-	return ck.err()
+	checkStatus(ck, "", "UnaryCall(response_status=2, special message)", err, codes.Unknown, &msg)
 }
 
 // DoUnimplementedMethod calls TestService.UnimplementedCall and wants UNIMPLEMENTED.
-func DoUnimplementedMethod(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoUnimplementedMethod(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	_, err := c.Test.UnimplementedCall(ctx, &testingpb.Empty{})
-	checkStatus(&ck, "TestService.UnimplementedCall", err, codes.Unimplemented, nil)
-	return ck.err()
+	checkStatus(ck, "", "TestService.UnimplementedCall", err, codes.Unimplemented, nil)
 }
 
 // DoUnimplementedService calls UnimplementedService.UnimplementedCall and
 // wants UNIMPLEMENTED.
-func DoUnimplementedService(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoUnimplementedService(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	_, err := c.Unimplemented.UnimplementedCall(ctx, &testingpb.Empty{})
-	checkStatus(&ck, "UnimplementedService.UnimplementedCall", err, codes.Unimplemented, nil)
-	return ck.err()
+	checkStatus(ck, "", "UnimplementedService.UnimplementedCall", err, codes.Unimplemented, nil)
 }
 
 // DoCancelAfterBegin starts StreamingInputCall, cancels it before sending
 // anything and wants CANCELLED.
-func DoCancelAfterBegin(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoCancelAfterBegin(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	callCtx, cancelCall := context.WithCancel(ctx)
 	defer cancelCall()
 	stream, err := c.Test.StreamingInputCall(callCtx)
 	if err != nil {
-		ck.errorf("StreamingInputCall could not start: %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status_code", "StreamingInputCall could not start: %s", rpcStatus(err))
+		return
 	}
 	cancelCall()
 	_, err = stream.CloseAndRecv()
-	checkStatus(&ck, "StreamingInputCall cancelled before the first message", err, codes.Canceled, nil)
-	return ck.err()
+	checkStatus(ck, "", "StreamingInputCall cancelled before the first message", err, codes.Canceled, nil)
 }
 
 // DoCancelAfterFirstResponse cancels FullDuplexCall after its first
-// response and wants CANCELLED.
-func DoCancelAfterFirstResponse(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+// response and wants CANCELLED. status is the call up to the first
+// response, status_code the call after the cancel.
+func DoCancelAfterFirstResponse(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	callCtx, cancelCall := context.WithCancel(ctx)
 	defer cancelCall()
 	stream, err := c.Test.FullDuplexCall(callCtx)
 	if err != nil {
-		ck.errorf("FullDuplexCall could not start: %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "FullDuplexCall could not start: %s", rpcStatus(err))
+		return
 	}
 	req := &testingpb.StreamingOutputCallRequest{
 		ResponseType:       testingpb.PayloadType_COMPRESSABLE,
@@ -444,33 +412,30 @@ func DoCancelAfterFirstResponse(ctx context.Context, c *Clients) error {
 	}
 	if err := stream.Send(req); err != nil {
 		_, err := stream.Recv()
-		ck.errorf("FullDuplexCall send of the first request failed; the call ended with %s", rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "FullDuplexCall send of the first request failed; the call ended with %s", rpcStatus(err))
+		return
 	}
 	resp, err := stream.Recv()
-	if err != nil {
-		ck.errorf("FullDuplexCall first response: stream ended with %s, want a response", rpcStatus(err))
-		return ck.err()
+	if !ck.check("status", err == nil, "FullDuplexCall first response: stream ended with %s, want a response", rpcStatus(err)) {
+		return
 	}
-	checkPayload(&ck, "FullDuplexCall first response", resp.GetPayload(), responseSizes[0])
+	checkPayload(ck, "", "FullDuplexCall first response", resp.GetPayload(), responseSizes[0])
 	cancelCall()
 	_, err = stream.Recv()
-	checkStatus(&ck, "FullDuplexCall cancelled after the first response", err, codes.Canceled, nil)
-	return ck.err()
+	checkStatus(ck, "", "FullDuplexCall cancelled after the first response", err, codes.Canceled, nil)
 }
 
 // DoTimeoutOnSleepingServer gives FullDuplexCall a 1 ms deadline and wants
 // DEADLINE_EXCEEDED.
-func DoTimeoutOnSleepingServer(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, sleepingServerTimeout)
+func DoTimeoutOnSleepingServer(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, sleepingServerTimeout)
 	defer cancel()
 	const call = "FullDuplexCall with a 1 ms deadline"
 	stream, err := c.Test.FullDuplexCall(ctx)
 	if err != nil {
 		// The deadline may pass before the call even starts: that is fine.
-		checkStatus(&ck, call, err, codes.DeadlineExceeded, nil)
-		return ck.err()
+		checkStatus(ck, "", call, err, codes.DeadlineExceeded, nil)
+		return
 	}
 	// Sending may fail once the deadline passed; the status comes from Recv.
 	_ = stream.Send(&testingpb.StreamingOutputCallRequest{
@@ -478,8 +443,7 @@ func DoTimeoutOnSleepingServer(ctx context.Context, c *Clients) error {
 		Payload:      newPayload(requestSizes[0]),
 	})
 	_, err = drain(stream, newStreamingOutputResponse)
-	checkStatus(&ck, call, err, codes.DeadlineExceeded, nil)
-	return ck.err()
+	checkStatus(ck, "", call, err, codes.DeadlineExceeded, nil)
 }
 
 // compressedUnaryRequest is large_unary's request with expect_compressed set.
@@ -492,83 +456,78 @@ func compressedUnaryRequest(expect bool) *testingpb.SimpleRequest {
 // DoClientCompressedUnary probes that the server rejects an uncompressed
 // request that claims to be compressed, then sends one gzip-compressed
 // and one uncompressed request.
-func DoClientCompressedUnary(ctx context.Context, c *Clients) error {
-	var ck checks
+func DoClientCompressedUnary(ctx context.Context, c *Clients, ck *Checks) {
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		_, err := c.Test.UnaryCall(ctx, compressedUnaryRequest(true))
-		checkStatus(&ck, "UnaryCall(expect_compressed=true) sent uncompressed", err, codes.InvalidArgument, nil)
+		checkStatus(ck, "probe.", "UnaryCall(expect_compressed=true) sent uncompressed", err, codes.InvalidArgument, nil)
 	}()
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		ctx, rec := withCallRecord(ctx)
 		const call = "UnaryCall(expect_compressed=true) sent gzip-compressed"
 		resp, err := c.Test.UnaryCall(ctx, compressedUnaryRequest(true), grpc.UseCompressor(gzip.Name))
-		if err != nil {
-			ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
-		} else {
-			checkPayload(&ck, call, resp.GetPayload(), largeResponseSize)
+		if ck.check("compressed.status", err == nil, "%s ended with %s, want OK", call, rpcStatus(err)) {
+			checkPayload(ck, "compressed.", call, resp.GetPayload(), largeResponseSize)
 		}
 		// A check of this client, not of the server: the probe means
 		// nothing unless the request really left compressed.
-		if sent := rec.sent(); len(sent) != 1 || !sent[0] {
-			ck.errorf("%s: this client sent messages compressed=%v, want [true]", call, sent)
-		}
+		sent := rec.sent()
+		ck.check("compressed.sent_compressed", len(sent) == 1 && sent[0],
+			"%s: this client sent messages compressed=%v, want [true]", call, sent)
 	}()
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		const call = "UnaryCall(expect_compressed=false) sent uncompressed"
 		resp, err := c.Test.UnaryCall(ctx, compressedUnaryRequest(false))
-		if err != nil {
-			ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
-			return
+		if ck.check("uncompressed.status", err == nil, "%s ended with %s, want OK", call, rpcStatus(err)) {
+			checkPayload(ck, "uncompressed.", call, resp.GetPayload(), largeResponseSize)
 		}
-		checkPayload(&ck, call, resp.GetPayload(), largeResponseSize)
 	}()
-	return ck.err()
 }
 
 // checkReceivedCompression compares whether each of the n responses a call
-// returned arrived compressed with what was asked.
-func checkReceivedCompression(ck *checks, call string, rec *callRecord, want []bool, n int) {
+// returned arrived compressed with what was asked: the check
+// prefix+response_compressed.
+func checkReceivedCompression(ck *Checks, prefix, call string, rec *callRecord, want []bool, n int) {
+	name := prefix + "response_compressed"
 	got := rec.received()
 	if len(got) != n {
-		ck.errorf("%s: the stats handler saw %d responses, the call returned %d (was the channel made with interop.DialOptions?)", call, len(got), n)
+		ck.fail(name, "%s: the stats handler saw %d responses, the call returned %d (was the channel made with interop.DialOptions?)", call, len(got), n)
 		return
 	}
 	// The response count is checked by the caller; compare what both have.
 	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			ck.errorf("%s response %d arrived compressed=%t, want compressed=%t", call, i+1, got[i], want[i])
-		}
+		ck.check(name, got[i] == want[i], "%s response %d arrived compressed=%t, want compressed=%t", call, i+1, got[i], want[i])
 	}
 }
 
 // DoServerCompressedUnary asks UnaryCall for a compressed, then an
 // uncompressed response, and checks the payload and the compression of each.
-func DoServerCompressedUnary(ctx context.Context, c *Clients) error {
-	var ck checks
+func DoServerCompressedUnary(ctx context.Context, c *Clients, ck *Checks) {
 	for _, compressed := range []bool{true, false} {
 		func() {
-			ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+			ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 			defer cancel()
 			ctx, rec := withCallRecord(ctx)
+			prefix := "uncompressed."
+			if compressed {
+				prefix = "compressed."
+			}
 			call := fmt.Sprintf("UnaryCall(response_compressed=%t)", compressed)
 			req := largeUnaryRequest()
 			req.ResponseCompressed = &testingpb.BoolValue{Value: compressed}
 			resp, err := c.Test.UnaryCall(ctx, req)
-			if err != nil {
-				ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
+			if !ck.check(prefix+"status", err == nil, "%s ended with %s, want OK", call, rpcStatus(err)) {
 				return
 			}
-			checkPayload(&ck, call, resp.GetPayload(), largeResponseSize)
-			checkReceivedCompression(&ck, call, rec, []bool{compressed}, 1)
+			checkPayload(ck, prefix, call, resp.GetPayload(), largeResponseSize)
+			checkReceivedCompression(ck, prefix, call, rec, []bool{compressed}, 1)
 		}()
 	}
-	return ck.err()
 }
 
 // DoClientCompressedStreaming probes that the server rejects an uncompressed
@@ -582,9 +541,8 @@ func DoServerCompressedUnary(ctx context.Context, c *Clients) error {
 // flag, on whatever stream it is given. So the uncompressed message is
 // prepared on the probe's call, which has no compressor, and sent on the
 // gzip call. The client checks from its own stats that the two messages
-// really left compressed and uncompressed.
-func DoClientCompressedStreaming(ctx context.Context, c *Clients) error {
-	var ck checks
+// really left compressed and uncompressed (stream.sent_compressed).
+func DoClientCompressedStreaming(ctx context.Context, c *Clients, ck *Checks) {
 	first := &testingpb.StreamingInputCallRequest{
 		ExpectCompressed: &testingpb.BoolValue{Value: true},
 		Payload:          newPayload(compressedStreamingFirstSize),
@@ -596,35 +554,36 @@ func DoClientCompressedStreaming(ctx context.Context, c *Clients) error {
 	var uncompressed grpc.PreparedMsg
 	prepared := false
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		const call = "StreamingInputCall(expect_compressed=true) sent uncompressed"
 		probe, err := c.Test.StreamingInputCall(ctx)
 		if err != nil {
-			ck.errorf("%s could not start: %s", call, rpcStatus(err))
+			ck.fail("probe.status_code", "%s could not start: %s", call, rpcStatus(err))
 			return
 		}
 		if err := uncompressed.Encode(probe, second); err != nil {
-			ck.errorf("grpc.PreparedMsg.Encode on an uncompressed StreamingInputCall: %v", err)
+			// Without it the mixed stream cannot be sent as the case needs.
+			ck.fail("stream.sent_compressed", "grpc.PreparedMsg.Encode on an uncompressed StreamingInputCall: %v", err)
 		} else {
 			prepared = true
 		}
 		// A failed Send means the server already ended the call.
 		_ = probe.Send(first)
 		_, err = probe.CloseAndRecv()
-		checkStatus(&ck, call, err, codes.InvalidArgument, nil)
+		checkStatus(ck, "probe.", call, err, codes.InvalidArgument, nil)
 	}()
 	if !prepared {
-		return ck.err()
+		return
 	}
 	func() {
-		ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+		ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 		defer cancel()
 		ctx, rec := withCallRecord(ctx)
 		const call = "StreamingInputCall(compressed 27182 bytes, then uncompressed 45904 bytes)"
 		stream, err := c.Test.StreamingInputCall(ctx, grpc.UseCompressor(gzip.Name))
 		if err != nil {
-			ck.errorf("%s could not start: %s", call, rpcStatus(err))
+			ck.fail("stream.status", "%s could not start: %s", call, rpcStatus(err))
 			return
 		}
 		// A failed Send means the server ended the call; CloseAndRecv says how.
@@ -632,23 +591,21 @@ func DoClientCompressedStreaming(ctx context.Context, c *Clients) error {
 			_ = stream.SendMsg(&uncompressed)
 		}
 		resp, err := stream.CloseAndRecv()
-		if err != nil {
-			ck.errorf("%s ended with %s, want OK", call, rpcStatus(err))
-		} else if got := resp.GetAggregatedPayloadSize(); got != compressedStreamingAggregated {
-			ck.errorf("%s aggregated_payload_size = %d, want %d", call, got, compressedStreamingAggregated)
+		if ck.check("stream.status", err == nil, "%s ended with %s, want OK", call, rpcStatus(err)) {
+			got := resp.GetAggregatedPayloadSize()
+			ck.check("stream.aggregated_size", got == compressedStreamingAggregated,
+				"%s aggregated_payload_size = %d, want %d", call, got, compressedStreamingAggregated)
 		}
-		if sent, want := rec.sent(), []bool{true, false}; fmt.Sprint(sent) != fmt.Sprint(want) {
-			ck.errorf("%s: this client sent messages compressed=%v, want %v", call, sent, want)
-		}
+		sent, want := rec.sent(), []bool{true, false}
+		ck.check("stream.sent_compressed", slices.Equal(sent, want),
+			"%s: this client sent messages compressed=%v, want %v", call, sent, want)
 	}()
-	return ck.err()
 }
 
 // DoServerCompressedStreaming asks StreamingOutputCall for a compressed and
 // an uncompressed response and checks their sizes, order and compression.
-func DoServerCompressedStreaming(ctx context.Context, c *Clients) error {
-	var ck checks
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+func DoServerCompressedStreaming(ctx context.Context, c *Clients, ck *Checks) {
+	ctx, cancel := ck.withTimeout(ctx, RPCTimeout)
 	defer cancel()
 	ctx, rec := withCallRecord(ctx)
 	sizes := []int{serverCompressedFirstSize, serverCompressedSecondSize}
@@ -663,27 +620,25 @@ func DoServerCompressedStreaming(ctx context.Context, c *Clients) error {
 	const call = "StreamingOutputCall(compressed 31415, uncompressed 92653)"
 	stream, err := c.Test.StreamingOutputCall(ctx, req)
 	if err != nil {
-		ck.errorf("%s could not start: %s", call, rpcStatus(err))
-		return ck.err()
+		ck.fail("status", "%s could not start: %s", call, rpcStatus(err))
+		return
 	}
 	n := 0
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
+			ck.pass("status")
 			break
 		}
 		if err != nil {
-			ck.errorf("%s ended with %s after %d responses, want OK", call, rpcStatus(err), n)
+			ck.fail("status", "%s ended with %s after %d responses, want OK", call, rpcStatus(err), n)
 			break
 		}
 		if n < len(sizes) {
-			checkPayload(&ck, fmt.Sprintf("%s response %d", call, n+1), resp.GetPayload(), sizes[n])
+			checkPayload(ck, "", fmt.Sprintf("%s response %d", call, n+1), resp.GetPayload(), sizes[n])
 		}
 		n++
 	}
-	if n != len(sizes) {
-		ck.errorf("%s sent %d responses, want %d", call, n, len(sizes))
-	}
-	checkReceivedCompression(&ck, call, rec, compressed, n)
-	return ck.err()
+	ck.check("response_count", n == len(sizes), "%s sent %d responses, want %d", call, n, len(sizes))
+	checkReceivedCompression(ck, "", call, rec, compressed, n)
 }

@@ -1,14 +1,18 @@
 """The client cases of implementations/CONTRACT.md, one function per case.
 
-Each case function takes a `Context` (the stubs) and a `Checks` (where failed
-checks are recorded) and returns nothing: a failed check never stops the next
-one, and `run_case` turns the recorded failures, or an unexpected exception,
-into one result.
+Each case function takes a `Context` (the stubs) and a `Checks` (where every
+check is recorded under its name in the contract's checks table) and returns
+nothing: a failed check never stops the next one. `run_case` plays the case in
+a worker thread, bounded by the backstop, and turns the recorded checks, an
+unexpected exception or a call grpcio did not end into one result.
 """
 
 import json
 import queue
+import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -41,6 +45,10 @@ GREETER_CHAT_NAMES = ("alice", "bob", "carol", "dave")
 RPC_TIMEOUT_S = 10.0
 # timeout_on_sleeping_server wants the deadline to expire while the call is open.
 SLEEPING_SERVER_TIMEOUT_S = 0.001
+# The backstop: a case whose calls grpcio has not ended this long after their
+# deadlines fails, and the client goes on with the next case. Read at each
+# run_case, like RPC_TIMEOUT_S, so a test can shorten both.
+BACKSTOP_S = 3.0
 
 UNSUPPORTED = {
     "client_compressed_streaming": (
@@ -51,6 +59,23 @@ UNSUPPORTED = {
 }
 """Cases this client cannot express with grpcio, and why. The manifest
 (implementations/python.toml, [client.unsupported]) lists the same."""
+
+RESPONSE_COMPRESSED_REASON = (
+    f"grpcio {grpc.__version__} does not expose whether a received message was compressed: C-core "
+    "decompresses each message before Python sees it, and the stub and its Call object give only the "
+    "message and the metadata, never a message's compressed flag"
+)
+"""Why `response_compressed` is in not_checked."""
+
+SENT_COMPRESSED_REASON = (
+    f"grpcio {grpc.__version__} does not expose whether a sent message was compressed: "
+    "compression=grpc.Compression.Gzip only asks C-core for gzip on the call (grpc-internal-encoding-request "
+    "metadata), and no grpcio API reports the compressed flag a request message went out with"
+)
+"""Why `sent_compressed` is in not_checked."""
+
+PASSED = "passed"
+FAILED = "failed"
 
 
 # --- results and checks -----------------------------------------------------------------
@@ -73,44 +98,87 @@ def status_text(code: grpc.StatusCode | None, details: str | None = None) -> str
     return f"{text} {show(details)}" if details else text
 
 
+def _payload_type_name(value: int) -> str | int:
+    """The PayloadType's name, or the number a peer sent that has none (proto3 enums are open)."""
+    try:
+        return messages_pb2.PayloadType.Name(value)
+    except ValueError:
+        return value
+
+
 class Checks:
-    """Collects the failed checks of one case, each saying what was called,
-    what came back and what was wanted."""
+    """The checks of one case, each under its name in the contract's checks table.
+
+    `results` maps each check made to "passed" or "failed" (failed when any of
+    its instances failed, e.g. the size of one response out of four);
+    `failures` holds a message per failed instance, saying what was called, what
+    came back and what was wanted; `not_checked` maps each check grpcio cannot
+    make to the reason.
+    """
 
     def __init__(self):
+        self.results: dict[str, str] = {}
         self.failures: list[str] = []
+        self.not_checked: dict[str, str] = {}
 
-    def fail(self, message: str) -> None:
-        self.failures.append(message)
+    def copy(self) -> "Checks":
+        copied = Checks()
+        copied.results = dict(self.results)
+        copied.failures = list(self.failures)
+        copied.not_checked = dict(self.not_checked)
+        return copied
 
-    def equal(self, what: str, got, want) -> bool:
-        """Record `<what> = <got>, want <want>` unless they are equal."""
+    def check(self, name: str, ok: bool, message: str = "") -> bool:
+        """Record one instance of check `name`; `message` is the failure when not `ok`."""
+        if ok:
+            self.results.setdefault(name, PASSED)
+        else:
+            self.results[name] = FAILED
+            self.failures.append(message)
+        return ok
+
+    def passed(self, name: str) -> None:
+        """Check `name` held (e.g. `status`: the call returned without an error)."""
+        self.check(name, True)
+
+    def fail(self, name: str, message: str) -> None:
+        self.check(name, False, message)
+
+    def not_made(self, name: str, reason: str) -> None:
+        """Check `name` cannot be made with grpcio, for `reason`."""
+        self.not_checked[name] = reason
+
+    def equal(self, name: str, what: str, got, want) -> bool:
+        """Check `name`: `<what> = <got>, want <want>` unless they are equal."""
         if got == want:
-            return True
-        self.fail(f"{what} = {show(got)}, want {show(want)}")
-        return False
+            return self.check(name, True)
+        return self.check(name, False, f"{what} = {show(got)}, want {show(want)}")
 
-    def payload(self, what: str, payload: messages_pb2.Payload, size: int) -> None:
-        """The payload is `size` zero bytes of type COMPRESSABLE."""
+    def payload(self, prefix: str, what: str, payload: messages_pb2.Payload, size: int) -> None:
+        """Checks `<prefix>payload_size`, `_body` and `_type`: `size` zero bytes of type COMPRESSABLE."""
         body = payload.body
-        if self.equal(f"{what} payload size", len(body), size) and body.count(0) != size:
-            self.fail(f"{what} payload body has {size - body.count(0)} non-zero bytes, want all zero")
-        self.equal(f"{what} payload type", messages_pb2.PayloadType.Name(payload.type), "COMPRESSABLE")
+        self.equal(prefix + "payload_size", f"{what} payload size", len(body), size)
+        nonzero = len(body) - body.count(0)
+        self.check(
+            prefix + "payload_body", nonzero == 0, f"{what} payload body has {nonzero} non-zero bytes, want all zero"
+        )
+        self.equal(prefix + "payload_type", f"{what} payload type", _payload_type_name(payload.type), "COMPRESSABLE")
 
-    def rpc_error(self, what: str, error: grpc.RpcError) -> None:
-        """An RPC that should have succeeded failed."""
-        self.fail(f"{what} status = {status_text(error.code(), error.details())}, want OK")
+    def rpc_error(self, name: str, what: str, error: grpc.RpcError) -> None:
+        """Check `name` (a `status`): an RPC that should have succeeded failed."""
+        self.fail(name, f"{what} status = {status_text(error.code(), error.details())}, want OK")
 
     def status(
-        self, what: str, code: grpc.StatusCode | None, details: str | None, want: grpc.StatusCode, want_details=None
-    ) -> None:
-        """The call ended with `want` (and, when given, exactly `want_details`)."""
-        if code != want:
-            self.fail(f"{what} status = {status_text(code, details)}, want {status_text(want)}")
-        elif want_details is not None and details != want_details:
-            # grpcio hands over the percent-decoded message as str; equal code points
-            # is equal UTF-8 bytes, so this is the byte-for-byte comparison.
-            self.fail(f"{what} status message = {show(details)}, want {show(want_details)}")
+        self, name: str, what: str, code: grpc.StatusCode | None, details: str | None, want: grpc.StatusCode
+    ) -> bool:
+        """Check `name` (`status` or `status_code`): the call ended with code `want`."""
+        return self.check(name, code == want, f"{what} status = {status_text(code, details)}, want {status_text(want)}")
+
+    def status_message(self, name: str, what: str, details: str | None, want: str) -> bool:
+        """Check `name` (`status_message`): the call's status message is exactly `want`."""
+        # grpcio hands over the percent-decoded message as str; equal code points
+        # is equal UTF-8 bytes, so this is the byte-for-byte comparison.
+        return self.check(name, details == want, f"{what} status message = {show(details)}, want {show(want)}")
 
 
 @dataclass
@@ -187,15 +255,15 @@ def _large_unary_request(**fields) -> messages_pb2.SimpleRequest:
     )
 
 
-def _read_no_more(checks: Checks, what: str, call, already: int) -> None:
-    """After half-close the stream ends OK with no further responses."""
+def _read_no_more(checks: Checks, count_name: str, what: str, call, already: int) -> None:
+    """After half-close the stream ends OK (`status`) with no further responses (`count_name`)."""
     try:
         extra = sum(1 for _ in call)
     except grpc.RpcError as e:
-        checks.rpc_error(f"{what} after half-close", e)
+        checks.rpc_error("status", f"{what} after half-close", e)
         return
-    checks.equal(f"{what} responses after half-close (after {already})", extra, 0)
-    checks.status(f"{what}", call.code(), call.details(), grpc.StatusCode.OK)
+    checks.equal(count_name, f"{what} responses after half-close (after {already})", extra, 0)
+    checks.status("status", what, call.code(), call.details(), grpc.StatusCode.OK)
 
 
 def _metadata_value(metadata, key: str):
@@ -205,115 +273,163 @@ def _metadata_value(metadata, key: str):
     return None
 
 
+def chat_names() -> tuple[str, ...]:
+    """The names of one greeter_bidi_streaming call: each with the same fresh
+    token of 8 lowercase hex digits, which a server can only echo after the
+    name arrived."""
+    token = secrets.token_hex(4)
+    return tuple(f"{name} {token}" for name in GREETER_CHAT_NAMES)
+
+
 # --- the cases, in the order of the contract's tables -----------------------------------
 
-CASES: dict = {}
-"""Case name -> case function, in the order `all` runs them."""
+
+@dataclass(frozen=True)
+class Case:
+    """One client case: its function, its row of the contract's checks table,
+    and how many RPCs it makes one after the other (each with its own deadline,
+    which bounds how long the case may take: see `case_bound_s`)."""
+
+    name: str
+    function: Callable[[Context, Checks], None]
+    checks: tuple[str, ...]
+    calls: int = 1
+
+    @property
+    def status_check(self) -> str:
+        """The row's first status-like check (`status` or `status_code`, with its
+        prefix): where an unexpected error, or a call grpcio did not end, is recorded."""
+        return next(name for name in self.checks if name.rpartition(".")[2] in ("status", "status_code"))
 
 
-def case(function):
-    """Register a case under its function's name."""
-    CASES[function.__name__] = function
-    return function
+CASES: dict[str, Case] = {}
+"""Case name -> case, in the order `all` runs them."""
 
 
-@case
+def case(*checks: str, calls: int = 1):
+    """Register a case under its function's name, with its row of the checks table."""
+
+    def register(function):
+        CASES[function.__name__] = Case(function.__name__, function, checks, calls)
+        return function
+
+    return register
+
+
+@case("status", "message", "index")
 def greeter_unary(ctx: Context, checks: Checks) -> None:
     """SayHello(name="interop") returns "Hello interop", index 0."""
     try:
         reply = ctx.greeter.SayHello(helloworld_pb2.HelloRequest(name=GREETER_NAME), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.rpc_error("SayHello", e)
+        checks.rpc_error("status", "SayHello", e)
         return
-    checks.equal("SayHello message", reply.message, f"Hello {GREETER_NAME}")
-    checks.equal("SayHello index", reply.index, 0)
+    checks.passed("status")
+    checks.equal("message", "SayHello message", reply.message, f"Hello {GREETER_NAME}")
+    checks.equal("index", "SayHello index", reply.index, 0)
 
 
-@case
+@case("status", "reply_count", "message", "index")
 def greeter_server_streaming(ctx: Context, checks: Checks) -> None:
     """SayHelloStream(name="interop", count=5) returns "Hello interop (i of 5)", index i, for i = 1..5."""
     request = helloworld_pb2.HelloStreamRequest(name=GREETER_NAME, count=GREETER_STREAM_COUNT)
     try:
         replies = list(ctx.greeter.SayHelloStream(request, timeout=RPC_TIMEOUT_S))
     except grpc.RpcError as e:
-        checks.rpc_error("SayHelloStream", e)
+        checks.rpc_error("status", "SayHelloStream", e)
         return
-    checks.equal("SayHelloStream reply count", len(replies), GREETER_STREAM_COUNT)
+    checks.passed("status")
+    checks.equal("reply_count", "SayHelloStream reply count", len(replies), GREETER_STREAM_COUNT)
     for i, reply in enumerate(replies[:GREETER_STREAM_COUNT], start=1):
-        checks.equal(f"SayHelloStream reply {i} message", reply.message, f"Hello {GREETER_NAME} ({i} of 5)")
-        checks.equal(f"SayHelloStream reply {i} index", reply.index, i)
+        checks.equal(
+            "message", f"SayHelloStream reply {i} message", reply.message, f"Hello {GREETER_NAME} ({i} of 5)"
+        )
+        checks.equal("index", f"SayHelloStream reply {i} index", reply.index, i)
 
 
-@case
+@case("status", "message", "index")
 def greeter_client_streaming(ctx: Context, checks: Checks) -> None:
     """SayHelloToAll(alice, bob, carol) returns "Hello alice, bob, carol", index 3."""
     requests = [helloworld_pb2.HelloRequest(name=name) for name in GREETER_NAMES]
     try:
         reply = ctx.greeter.SayHelloToAll(iter(requests), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.rpc_error("SayHelloToAll", e)
+        checks.rpc_error("status", "SayHelloToAll", e)
         return
-    checks.equal("SayHelloToAll message", reply.message, "Hello " + ", ".join(GREETER_NAMES))
-    checks.equal("SayHelloToAll index", reply.index, len(GREETER_NAMES))
+    checks.passed("status")
+    checks.equal("message", "SayHelloToAll message", reply.message, "Hello " + ", ".join(GREETER_NAMES))
+    checks.equal("index", "SayHelloToAll index", reply.index, len(GREETER_NAMES))
 
 
-@case
+@case("status", "reply_count", "message", "index")
 def greeter_bidi_streaming(ctx: Context, checks: Checks) -> None:
-    """SayHelloChat: name k+1 goes out only after reply k ("Hello <name k>", index k) came back."""
+    """SayHelloChat: name k+1 ("<name> <token>") goes out only after reply k ("Hello <name k>", index k) came back."""
+    names = chat_names()
     with Outbox() as outbox:
         call = ctx.greeter.SayHelloChat(outbox, timeout=RPC_TIMEOUT_S)
         try:
-            for k, name in enumerate(GREETER_CHAT_NAMES, start=1):
+            for k, name in enumerate(names, start=1):
                 outbox.send(helloworld_pb2.HelloRequest(name=name))
                 reply = next(call, None)
                 if reply is None:
-                    checks.fail(f"SayHelloChat ended after {k - 1} replies, want {len(GREETER_CHAT_NAMES)}")
+                    checks.fail("reply_count", f"SayHelloChat ended after {k - 1} replies, want {len(names)}")
+                    checks.status("status", "SayHelloChat", call.code(), call.details(), grpc.StatusCode.OK)
                     return
-                checks.equal(f"SayHelloChat reply {k} message", reply.message, f"Hello {name}")
-                checks.equal(f"SayHelloChat reply {k} index", reply.index, k)
+                checks.equal("message", f"SayHelloChat reply {k} message", reply.message, f"Hello {name}")
+                checks.equal("index", f"SayHelloChat reply {k} index", reply.index, k)
         except grpc.RpcError as e:
-            checks.rpc_error("SayHelloChat", e)
+            checks.rpc_error("status", "SayHelloChat", e)
             return
         outbox.close()
-        _read_no_more(checks, "SayHelloChat", call, len(GREETER_CHAT_NAMES))
+        _read_no_more(checks, "reply_count", "SayHelloChat", call, len(names))
 
 
-@case
+@case("status")
 def empty_unary(ctx: Context, checks: Checks) -> None:
     """EmptyCall(Empty) returns an Empty."""
     try:
         reply = ctx.test.EmptyCall(empty_pb2.Empty(), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.rpc_error("EmptyCall", e)
+        checks.rpc_error("status", "EmptyCall", e)
         return
-    if not isinstance(reply, empty_pb2.Empty):
-        checks.fail(f"EmptyCall returned a {type(reply).__name__}, want grpc.testing.Empty")
+    checks.check(
+        "status",
+        isinstance(reply, empty_pb2.Empty),
+        f"EmptyCall returned a {type(reply).__name__}, want grpc.testing.Empty",
+    )
 
 
-@case
+@case("status", "payload_size", "payload_body", "payload_type")
 def large_unary(ctx: Context, checks: Checks) -> None:
     """UnaryCall(response_size=314159, payload=271828 bytes) returns 314159 zero bytes."""
     try:
         reply = ctx.test.UnaryCall(_large_unary_request(), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.rpc_error("UnaryCall", e)
+        checks.rpc_error("status", "UnaryCall", e)
         return
-    checks.payload("UnaryCall response", reply.payload, LARGE_RESPONSE_SIZE)
+    checks.passed("status")
+    checks.payload("", "UnaryCall response", reply.payload, LARGE_RESPONSE_SIZE)
 
 
-@case
+@case("status", "aggregated_size")
 def client_streaming(ctx: Context, checks: Checks) -> None:
     """StreamingInputCall with payloads 27182, 8, 1828, 45904: aggregated_payload_size 74922."""
     requests = [messages_pb2.StreamingInputCallRequest(payload=_payload(size)) for size in STREAM_REQUEST_SIZES]
     try:
         reply = ctx.test.StreamingInputCall(iter(requests), timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.rpc_error("StreamingInputCall", e)
+        checks.rpc_error("status", "StreamingInputCall", e)
         return
-    checks.equal("StreamingInputCall aggregated_payload_size", reply.aggregated_payload_size, STREAM_AGGREGATED_SIZE)
+    checks.passed("status")
+    checks.equal(
+        "aggregated_size",
+        "StreamingInputCall aggregated_payload_size",
+        reply.aggregated_payload_size,
+        STREAM_AGGREGATED_SIZE,
+    )
 
 
-@case
+@case("status", "response_count", "payload_size", "payload_body", "payload_type")
 def server_streaming(ctx: Context, checks: Checks) -> None:
     """StreamingOutputCall with sizes 31415, 9, 2653, 58979: four responses of those sizes, in order."""
     request = messages_pb2.StreamingOutputCallRequest(
@@ -323,14 +439,15 @@ def server_streaming(ctx: Context, checks: Checks) -> None:
     try:
         replies = list(ctx.test.StreamingOutputCall(request, timeout=RPC_TIMEOUT_S))
     except grpc.RpcError as e:
-        checks.rpc_error("StreamingOutputCall", e)
+        checks.rpc_error("status", "StreamingOutputCall", e)
         return
-    checks.equal("StreamingOutputCall response count", len(replies), len(STREAM_RESPONSE_SIZES))
+    checks.passed("status")
+    checks.equal("response_count", "StreamingOutputCall response count", len(replies), len(STREAM_RESPONSE_SIZES))
     for i, (reply, size) in enumerate(zip(replies, STREAM_RESPONSE_SIZES, strict=False), start=1):
-        checks.payload(f"StreamingOutputCall response {i}", reply.payload, size)
+        checks.payload("", f"StreamingOutputCall response {i}", reply.payload, size)
 
 
-@case
+@case("status", "response_count", "payload_size", "payload_body", "payload_type")
 def ping_pong(ctx: Context, checks: Checks) -> None:
     """FullDuplexCall: four request/response rounds, each response read before the next request."""
     with Outbox() as outbox:
@@ -342,93 +459,124 @@ def ping_pong(ctx: Context, checks: Checks) -> None:
                 outbox.send(_streaming_request(response_size, payload_size))
                 reply = next(call, None)
                 if reply is None:
-                    checks.fail(f"FullDuplexCall ended after {i - 1} responses, want {len(STREAM_RESPONSE_SIZES)}")
+                    checks.fail(
+                        "response_count",
+                        f"FullDuplexCall ended after {i - 1} responses, want {len(STREAM_RESPONSE_SIZES)}",
+                    )
+                    checks.status("status", "FullDuplexCall", call.code(), call.details(), grpc.StatusCode.OK)
                     return
-                checks.payload(f"FullDuplexCall response {i}", reply.payload, response_size)
+                checks.payload("", f"FullDuplexCall response {i}", reply.payload, response_size)
         except grpc.RpcError as e:
-            checks.rpc_error("FullDuplexCall", e)
+            checks.rpc_error("status", "FullDuplexCall", e)
             return
         outbox.close()
-        _read_no_more(checks, "FullDuplexCall", call, len(STREAM_RESPONSE_SIZES))
+        _read_no_more(checks, "response_count", "FullDuplexCall", call, len(STREAM_RESPONSE_SIZES))
 
 
-@case
+@case("status", "response_count")
 def empty_stream(ctx: Context, checks: Checks) -> None:
     """FullDuplexCall half-closed at once: zero responses, status OK."""
     call = ctx.test.FullDuplexCall(iter(()), timeout=RPC_TIMEOUT_S)
     try:
         count = sum(1 for _ in call)
     except grpc.RpcError as e:
-        checks.rpc_error("FullDuplexCall", e)
+        checks.rpc_error("status", "FullDuplexCall", e)
         return
-    checks.equal("FullDuplexCall response count", count, 0)
-    checks.status("FullDuplexCall", call.code(), call.details(), grpc.StatusCode.OK)
+    checks.equal("response_count", "FullDuplexCall response count", count, 0)
+    checks.status("status", "FullDuplexCall", call.code(), call.details(), grpc.StatusCode.OK)
 
 
-def _check_echoed_metadata(checks: Checks, what: str, call) -> None:
+def _check_echoed_metadata(checks: Checks, prefix: str, what: str, call) -> None:
     checks.equal(
+        prefix + "echo_initial",
         f"{what} initial metadata {ECHO_INITIAL_KEY}",
         _metadata_value(call.initial_metadata(), ECHO_INITIAL_KEY),
         ECHO_INITIAL_VALUE,
     )
     checks.equal(
+        prefix + "echo_trailing",
         f"{what} trailing metadata {ECHO_TRAILING_KEY}",
         _metadata_value(call.trailing_metadata(), ECHO_TRAILING_KEY),
         ECHO_TRAILING_VALUE,
     )
 
 
-@case
+@case(
+    "unary.status",
+    "unary.payload_size",
+    "unary.payload_body",
+    "unary.payload_type",
+    "unary.echo_initial",
+    "unary.echo_trailing",
+    "duplex.status",
+    "duplex.response_count",
+    "duplex.payload_size",
+    "duplex.payload_body",
+    "duplex.payload_type",
+    "duplex.echo_initial",
+    "duplex.echo_trailing",
+    calls=2,
+)
 def custom_metadata(ctx: Context, checks: Checks) -> None:
     """UnaryCall and FullDuplexCall echo x-grpc-test-echo-initial in headers and -trailing-bin in trailers."""
     metadata = ((ECHO_INITIAL_KEY, ECHO_INITIAL_VALUE), (ECHO_TRAILING_KEY, ECHO_TRAILING_VALUE))
     try:
         reply, call = ctx.test.UnaryCall.with_call(_large_unary_request(), metadata=metadata, timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.rpc_error("UnaryCall", e)
+        checks.rpc_error("unary.status", "UnaryCall", e)
     else:
-        checks.payload("UnaryCall response", reply.payload, LARGE_RESPONSE_SIZE)
-        _check_echoed_metadata(checks, "UnaryCall", call)
+        checks.passed("unary.status")
+        checks.payload("unary.", "UnaryCall response", reply.payload, LARGE_RESPONSE_SIZE)
+        _check_echoed_metadata(checks, "unary.", "UnaryCall", call)
 
     request = _streaming_request(LARGE_RESPONSE_SIZE, LARGE_REQUEST_SIZE)
     call = ctx.test.FullDuplexCall(iter([request]), metadata=metadata, timeout=RPC_TIMEOUT_S)
     try:
         replies = list(call)
     except grpc.RpcError as e:
-        checks.rpc_error("FullDuplexCall", e)
+        checks.rpc_error("duplex.status", "FullDuplexCall", e)
         return
-    if checks.equal("FullDuplexCall response count", len(replies), 1):
-        checks.payload("FullDuplexCall response", replies[0].payload, LARGE_RESPONSE_SIZE)
-    _check_echoed_metadata(checks, "FullDuplexCall", call)
+    checks.passed("duplex.status")
+    if checks.equal("duplex.response_count", "FullDuplexCall response count", len(replies), 1):
+        checks.payload("duplex.", "FullDuplexCall response", replies[0].payload, LARGE_RESPONSE_SIZE)
+    _check_echoed_metadata(checks, "duplex.", "FullDuplexCall", call)
 
 
-def _expect_unary_status(checks: Checks, what: str, rpc, request, want, want_details=None) -> None:
+def _expect_status(checks: Checks, prefix: str, what: str, code, details, want, want_details=None) -> None:
+    """Checks `<prefix>status_code` and, when `want_details` is given and the code
+    is right, `<prefix>status_message`."""
+    if checks.status(prefix + "status_code", what, code, details, want) and want_details is not None:
+        checks.status_message(prefix + "status_message", what, details, want_details)
+
+
+def _expect_unary_status(checks: Checks, prefix: str, what: str, rpc, request, want, want_details=None) -> None:
     """Call a unary RPC that must end with status `want`."""
     try:
         rpc(request, timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as e:
-        checks.status(what, e.code(), e.details(), want, want_details)
+        _expect_status(checks, prefix, what, e.code(), e.details(), want, want_details)
     else:
-        checks.status(what, grpc.StatusCode.OK, None, want, want_details)
+        _expect_status(checks, prefix, what, grpc.StatusCode.OK, None, want, want_details)
 
 
-def _expect_stream_status(checks: Checks, what: str, call, want, want_details=None) -> None:
+def _expect_stream_status(checks: Checks, prefix: str, what: str, call, want, want_details=None) -> None:
     """Drain a response stream that must end with status `want`."""
     try:
         for _ in call:
             pass
     except grpc.RpcError as e:
-        checks.status(what, e.code(), e.details(), want, want_details)
+        _expect_status(checks, prefix, what, e.code(), e.details(), want, want_details)
     else:
-        checks.status(what, call.code(), call.details(), want, want_details)
+        _expect_status(checks, prefix, what, call.code(), call.details(), want, want_details)
 
 
-@case
+@case("unary.status_code", "unary.status_message", "duplex.status_code", "duplex.status_message", calls=2)
 def status_code_and_message(ctx: Context, checks: Checks) -> None:
     """UnaryCall and FullDuplexCall with response_status {2, "test status message"} end with exactly that."""
     status = messages_pb2.EchoStatus(code=grpc.StatusCode.UNKNOWN.value[0], message=STATUS_MESSAGE)
     _expect_unary_status(
         checks,
+        "unary.",
         "UnaryCall",
         ctx.test.UnaryCall,
         messages_pb2.SimpleRequest(response_status=status),
@@ -437,15 +585,16 @@ def status_code_and_message(ctx: Context, checks: Checks) -> None:
     )
     request = messages_pb2.StreamingOutputCallRequest(response_status=status)
     call = ctx.test.FullDuplexCall(iter([request]), timeout=RPC_TIMEOUT_S)
-    _expect_stream_status(checks, "FullDuplexCall", call, grpc.StatusCode.UNKNOWN, STATUS_MESSAGE)
+    _expect_stream_status(checks, "duplex.", "FullDuplexCall", call, grpc.StatusCode.UNKNOWN, STATUS_MESSAGE)
 
 
-@case
+@case("status_code", "status_message")
 def special_status_message(ctx: Context, checks: Checks) -> None:
     """UnaryCall with a whitespace and Unicode status message gets it back byte for byte."""
     status = messages_pb2.EchoStatus(code=grpc.StatusCode.UNKNOWN.value[0], message=SPECIAL_STATUS_MESSAGE)
     _expect_unary_status(
         checks,
+        "",
         "UnaryCall",
         ctx.test.UnaryCall,
         messages_pb2.SimpleRequest(response_status=status),
@@ -454,11 +603,12 @@ def special_status_message(ctx: Context, checks: Checks) -> None:
     )
 
 
-@case
+@case("status_code")
 def unimplemented_method(ctx: Context, checks: Checks) -> None:
     """TestService.UnimplementedCall ends with UNIMPLEMENTED."""
     _expect_unary_status(
         checks,
+        "",
         "TestService.UnimplementedCall",
         ctx.test.UnimplementedCall,
         empty_pb2.Empty(),
@@ -466,11 +616,12 @@ def unimplemented_method(ctx: Context, checks: Checks) -> None:
     )
 
 
-@case
+@case("status_code")
 def unimplemented_service(ctx: Context, checks: Checks) -> None:
     """UnimplementedService.UnimplementedCall ends with UNIMPLEMENTED."""
     _expect_unary_status(
         checks,
+        "",
         "UnimplementedService.UnimplementedCall",
         ctx.unimplemented.UnimplementedCall,
         empty_pb2.Empty(),
@@ -478,39 +629,39 @@ def unimplemented_service(ctx: Context, checks: Checks) -> None:
     )
 
 
-@case
+@case("status_code")
 def cancel_after_begin(ctx: Context, checks: Checks) -> None:
     """StreamingInputCall cancelled before any message: CANCELLED."""
     with Outbox() as outbox:
         future = ctx.test.StreamingInputCall.future(outbox, timeout=RPC_TIMEOUT_S)
         future.cancel()
-        checks.status("StreamingInputCall", future.code(), future.details(), grpc.StatusCode.CANCELLED)
+        checks.status("status_code", "StreamingInputCall", future.code(), future.details(), grpc.StatusCode.CANCELLED)
 
 
-@case
+@case("status", "payload_size", "payload_body", "payload_type", "status_code")
 def cancel_after_first_response(ctx: Context, checks: Checks) -> None:
-    """FullDuplexCall cancelled after its first response: CANCELLED."""
+    """FullDuplexCall cancelled after its first response: no error up to it (`status`), then CANCELLED."""
     with Outbox() as outbox:
         call = ctx.test.FullDuplexCall(outbox, timeout=RPC_TIMEOUT_S)
         outbox.send(_streaming_request(STREAM_RESPONSE_SIZES[0], STREAM_REQUEST_SIZES[0]))
         try:
             reply = next(call, None)
         except grpc.RpcError as e:
-            checks.rpc_error("FullDuplexCall", e)
+            checks.rpc_error("status", "FullDuplexCall", e)
             return
+        checks.passed("status")
         if reply is None:
-            checks.fail("FullDuplexCall ended with no response, want 1 before cancelling")
+            checks.fail("payload_size", "FullDuplexCall ended with no response, want 1 before cancelling")
         else:
-            checks.payload("FullDuplexCall response 1", reply.payload, STREAM_RESPONSE_SIZES[0])
+            checks.payload("", "FullDuplexCall response 1", reply.payload, STREAM_RESPONSE_SIZES[0])
         call.cancel()
-        checks.status("FullDuplexCall", call.code(), call.details(), grpc.StatusCode.CANCELLED)
+        checks.status("status_code", "FullDuplexCall", call.code(), call.details(), grpc.StatusCode.CANCELLED)
 
 
-@case
+@case("status_code")
 def timeout_on_sleeping_server(ctx: Context, checks: Checks) -> None:
-    """FullDuplexCall with a 1 ms deadline and an open stream: DEADLINE_EXCEEDED."""
+    """FullDuplexCall with a 1 ms deadline and an open stream: DEADLINE_EXCEEDED, as grpcio reports it."""
     with Outbox() as outbox:
-        deadline = time.monotonic() + SLEEPING_SERVER_TIMEOUT_S
         call = ctx.test.FullDuplexCall(outbox, timeout=SLEEPING_SERVER_TIMEOUT_S)
         # Whether this send makes it before the deadline does not matter: only the status does.
         outbox.send(messages_pb2.StreamingOutputCallRequest(payload=_payload(STREAM_REQUEST_SIZES[0])))
@@ -520,78 +671,107 @@ def timeout_on_sleeping_server(ctx: Context, checks: Checks) -> None:
             code, details = call.code(), call.details()
         except grpc.RpcError as e:
             code, details = e.code(), e.details()
-        # A server that sees the deadline pass first resets the stream (RST_STREAM
-        # CANCEL), which can reach the client before its own timer fires. The gRPC
-        # HTTP/2 protocol notes ask clients to re-check their deadline when a call
-        # ends CANCELLED and report DEADLINE_EXCEEDED if it has passed; grpcio
-        # does not, so the check is made here.
-        if code == grpc.StatusCode.CANCELLED and time.monotonic() >= deadline:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED
-        checks.status("FullDuplexCall", code, details, grpc.StatusCode.DEADLINE_EXCEEDED, None)
+        checks.status("status_code", "FullDuplexCall", code, details, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-@case
+@case(
+    "probe.status_code",
+    "compressed.status",
+    "compressed.payload_size",
+    "compressed.payload_body",
+    "compressed.payload_type",
+    "compressed.sent_compressed",
+    "uncompressed.status",
+    "uncompressed.payload_size",
+    "uncompressed.payload_body",
+    "uncompressed.payload_type",
+    calls=3,
+)
 def client_compressed_unary(ctx: Context, checks: Checks) -> None:
-    """UnaryCall with expect_compressed: uncompressed probe rejected, gzip accepted, plain accepted."""
+    """UnaryCall with expect_compressed: uncompressed probe rejected, gzip accepted, plain accepted.
+
+    grpcio does not expose whether a sent message was compressed, so
+    `compressed.sent_compressed` is not checked (SENT_COMPRESSED_REASON).
+    """
+    checks.not_made("compressed.sent_compressed", SENT_COMPRESSED_REASON)
     expect = messages_pb2.BoolValue(value=True)
     _expect_unary_status(
         checks,
+        "probe.",
         "UnaryCall(expect_compressed=true, sent uncompressed)",
         ctx.test.UnaryCall,
         _large_unary_request(expect_compressed=expect),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    for what, request, compression in (
-        ("UnaryCall(expect_compressed=true, sent gzip)", _large_unary_request(expect_compressed=expect), True),
+    for prefix, what, request, compression in (
         (
+            "compressed.",
+            "UnaryCall(expect_compressed=true, sent gzip)",
+            _large_unary_request(expect_compressed=expect),
+            grpc.Compression.Gzip,
+        ),
+        (
+            "uncompressed.",
             "UnaryCall(expect_compressed=false, sent uncompressed)",
             _large_unary_request(expect_compressed=messages_pb2.BoolValue(value=False)),
-            False,
+            grpc.Compression.NoCompression,
         ),
     ):
         try:
-            reply = ctx.test.UnaryCall(
-                request,
-                timeout=RPC_TIMEOUT_S,
-                compression=grpc.Compression.Gzip if compression else grpc.Compression.NoCompression,
-            )
+            reply = ctx.test.UnaryCall(request, timeout=RPC_TIMEOUT_S, compression=compression)
         except grpc.RpcError as e:
-            checks.rpc_error(what, e)
+            checks.rpc_error(prefix + "status", what, e)
             continue
-        checks.payload(what, reply.payload, LARGE_RESPONSE_SIZE)
+        checks.passed(prefix + "status")
+        checks.payload(prefix, what, reply.payload, LARGE_RESPONSE_SIZE)
 
 
-@case
+@case(
+    "compressed.status",
+    "compressed.payload_size",
+    "compressed.payload_body",
+    "compressed.payload_type",
+    "compressed.response_compressed",
+    "uncompressed.status",
+    "uncompressed.payload_size",
+    "uncompressed.payload_body",
+    "uncompressed.payload_type",
+    "uncompressed.response_compressed",
+    calls=2,
+)
 def server_compressed_unary(ctx: Context, checks: Checks) -> None:
     """UnaryCall with response_compressed true, then false: payload 314159 both times.
 
     grpcio does not expose whether a received message was compressed, so the
-    flag itself is not checked.
+    flag itself is not checked (RESPONSE_COMPRESSED_REASON).
     """
-    for compressed in (True, False):
+    for prefix, compressed in (("compressed.", True), ("uncompressed.", False)):
+        checks.not_made(prefix + "response_compressed", RESPONSE_COMPRESSED_REASON)
         what = f"UnaryCall(response_compressed={str(compressed).lower()})"
         request = _large_unary_request(response_compressed=messages_pb2.BoolValue(value=compressed))
         try:
             reply = ctx.test.UnaryCall(request, timeout=RPC_TIMEOUT_S)
         except grpc.RpcError as e:
-            checks.rpc_error(what, e)
+            checks.rpc_error(prefix + "status", what, e)
             continue
-        checks.payload(what, reply.payload, LARGE_RESPONSE_SIZE)
+        checks.passed(prefix + "status")
+        checks.payload(prefix, what, reply.payload, LARGE_RESPONSE_SIZE)
 
 
-@case
+@case("probe.status_code", "stream.status", "stream.aggregated_size", "stream.sent_compressed", calls=2)
 def client_compressed_streaming(ctx: Context, checks: Checks) -> None:
     """Unsupported with grpcio (see UNSUPPORTED); never called by run_case."""
     raise NotImplementedError(UNSUPPORTED["client_compressed_streaming"])
 
 
-@case
+@case("status", "response_count", "payload_size", "payload_body", "payload_type", "response_compressed")
 def server_compressed_streaming(ctx: Context, checks: Checks) -> None:
     """StreamingOutputCall (31415, compressed), (92653, uncompressed): two responses of those sizes.
 
     grpcio does not expose whether a received message was compressed, so the
-    flags themselves are not checked.
+    flags themselves are not checked (RESPONSE_COMPRESSED_REASON).
     """
+    checks.not_made("response_compressed", RESPONSE_COMPRESSED_REASON)
     request = messages_pb2.StreamingOutputCallRequest(
         response_type=messages_pb2.COMPRESSABLE,
         response_parameters=[
@@ -602,31 +782,74 @@ def server_compressed_streaming(ctx: Context, checks: Checks) -> None:
     try:
         replies = list(ctx.test.StreamingOutputCall(request, timeout=RPC_TIMEOUT_S))
     except grpc.RpcError as e:
-        checks.rpc_error("StreamingOutputCall", e)
+        checks.rpc_error("status", "StreamingOutputCall", e)
         return
-    checks.equal("StreamingOutputCall response count", len(replies), len(COMPRESSED_STREAM_RESPONSE_SIZES))
+    checks.passed("status")
+    checks.equal(
+        "response_count", "StreamingOutputCall response count", len(replies), len(COMPRESSED_STREAM_RESPONSE_SIZES)
+    )
     for i, (reply, size) in enumerate(zip(replies, COMPRESSED_STREAM_RESPONSE_SIZES, strict=False), start=1):
-        checks.payload(f"StreamingOutputCall response {i}", reply.payload, size)
+        checks.payload("", f"StreamingOutputCall response {i}", reply.payload, size)
 
 
 # --- running ----------------------------------------------------------------------------
 
 
+def case_bound_s(spec: Case) -> float:
+    """How long a case may take before the backstop fails it: RPC_TIMEOUT_S per
+    call made one after the other, plus BACKSTOP_S for grpcio to end the last."""
+    return spec.calls * RPC_TIMEOUT_S + BACKSTOP_S
+
+
+def _play(spec: Case, ctx: Context, checks: Checks) -> None:
+    """Run one case function; a bug or surprise in it is a failed check, never a crash."""
+    try:
+        spec.function(ctx, checks)
+    except Exception as e:
+        if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
+            checks.fail(spec.status_check, f"unexpected RPC error: {status_text(e.code(), e.details())}")
+        else:
+            checks.fail(spec.status_check, f"unexpected {type(e).__name__}: {e}")
+
+
+def _keep_to_row(spec: Case, checks: Checks) -> None:
+    """A check named outside the case's row, or a passed case that does not name
+    its whole row, is a bug of this client: the result fails and says so."""
+    named = set(checks.results) | set(checks.not_checked)
+    stray = [name for name in sorted(named) if name not in spec.checks]
+    if stray:
+        checks.fail(spec.status_check, f"client bug: {spec.name} made checks outside its row: {', '.join(stray)}")
+    elif not checks.failures:
+        missing = [name for name in spec.checks if name not in named]
+        if missing:
+            checks.fail(spec.status_check, f"client bug: {spec.name} passed without checks {', '.join(missing)}")
+
+
 def run_case(ctx: Context, name: str) -> dict:
-    """Run one case and return its result event (the JSON object the client prints)."""
+    """Run one case and return its result event (the JSON object the client prints).
+
+    The case runs in a daemon thread. grpcio enforces every deadline; should it
+    not end a call BACKSTOP_S after its deadline, the case fails here and the
+    thread is left behind (it holds no lock, and the client goes on)."""
     start = time.perf_counter()
+    spec = CASES[name]
+    checks = Checks()
     if name in UNSUPPORTED:
         outcome, message = "unsupported", UNSUPPORTED[name]
     else:
-        checks = Checks()
-        try:
-            CASES[name](ctx, checks)
-        except Exception as e:  # a bug or surprise in a case is a failed result, never a crash
-            if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
-                checks.fail(f"unexpected RPC error: {status_text(e.code(), e.details())}")
-            else:
-                checks.fail(f"unexpected {type(e).__name__}: {e}")
-        outcome = "failed" if checks.failures else "passed"
+        worker = threading.Thread(target=_play, args=(spec, ctx, checks), name=f"case-{name}", daemon=True)
+        worker.start()
+        bound = case_bound_s(spec)
+        worker.join(bound)
+        if worker.is_alive():
+            # The stuck thread may still record into `checks`: report a copy.
+            checks = checks.copy()
+            checks.fail(
+                spec.status_check,
+                f"{name} did not end within {bound:g} s: grpcio did not end a call {BACKSTOP_S:g} s after its deadline",
+            )
+        _keep_to_row(spec, checks)
+        outcome = FAILED if checks.failures else PASSED
         message = "; ".join(checks.failures)
     return {
         "event": "result",
@@ -634,4 +857,7 @@ def run_case(ctx: Context, name: str) -> dict:
         "outcome": outcome,
         "duration_ms": round((time.perf_counter() - start) * 1000.0, 2),
         "message": message,
+        # In the order of the case's row; only its names (see _keep_to_row).
+        "checks": {check: checks.results[check] for check in spec.checks if check in checks.results},
+        "not_checked": {check: checks.not_checked[check] for check in spec.checks if check in checks.not_checked},
     }

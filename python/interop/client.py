@@ -1,5 +1,6 @@
 """The interop client command line (implementations/CONTRACT.md): one channel,
-the chosen cases in order, one JSON result line per case on stdout."""
+the chosen cases in order; on stdout a ready line, one JSON result line per case,
+then a done line."""
 
 import json
 import logging
@@ -56,38 +57,53 @@ def run(channel: grpc.Channel, names: Iterable[str], emit: Callable[[dict], None
 
 
 def event_line(event: dict) -> str:
-    """One result (or done) event as its JSON line, without the newline."""
+    """One event (ready, result or done) as its JSON line, without the newline."""
     return json.dumps(event, separators=(",", ":"))
 
 
 def print_event(event: dict) -> None:
-    """Print one result line on stdout and flush it at once."""
+    """Print one line on stdout and flush it at once."""
     print(event_line(event), flush=True)
 
 
-class ResultFile:
-    """--result_file: every result line also goes to a file (for containers whose
-    image has no shell to redirect stdout), then `{"event":"done","cases":N}`."""
+class Output:
+    """The client's lines (CONTRACT.md, Client), each on stdout and flushed at once:
+    `{"event":"ready"}`, one result line per case, then `{"event":"done","cases":N}`.
 
-    def __init__(self, path: str):
-        try:
-            # Line-buffered text: each line reaches the file as soon as it is written.
-            self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in done())
-        except OSError as e:
-            raise _flags.UsageError(f"cannot create result file {path}: {e.strerror or e}") from None
-        self._count = 0
+    With --result_file the result and done lines also go to that file, byte for
+    byte (for containers whose image has no shell to redirect stdout); the ready
+    line does not.
+    """
 
-    def emit(self, event: dict) -> None:
-        """Write one result line to stdout and to the file, each flushed at once."""
+    def __init__(self, result_file: str | None = None):
+        self._file: IO[str] | None = None
+        if result_file:
+            try:
+                # Line-buffered text: each line reaches the file as soon as it is written.
+                self._file = open(result_file, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in done())
+            except OSError as e:
+                raise _flags.UsageError(f"cannot create result file {result_file}: {e.strerror or e}") from None
+        self.cases = 0
+
+    def _write(self, event: dict, to_file: bool = True) -> None:
         print_event(event)
-        self._file.write(event_line(event) + "\n")
-        self._file.flush()
-        self._count += 1
+        if to_file and self._file:
+            self._file.write(event_line(event) + "\n")
+            self._file.flush()
+
+    def ready(self) -> None:
+        """Flags valid, channel made: the first case comes next (stdout only)."""
+        self._write({"event": "ready"}, to_file=False)
+
+    def result(self, event: dict) -> None:
+        self._write(event)
+        self.cases += 1
 
     def done(self) -> None:
-        """Append the done line and close the file."""
-        self._file.write(event_line({"event": "done", "cases": self._count}) + "\n")
-        self._file.close()
+        """The done line after the last result; closes the result file."""
+        self._write({"event": "done", "cases": self.cases})
+        if self._file:
+            self._file.close()
 
 
 def _parse_args(argv):
@@ -120,17 +136,17 @@ def main(argv=None) -> int:
         if args.use_tls:
             tls_ca = _flags.read_file(_flags.tls_file(args.tls_ca_file, "ca.pem"), "TLS CA file")
         # Last, so a usage error above leaves an existing file alone.
-        result_file = ResultFile(args.result_file) if args.result_file else None
+        output = Output(args.result_file)
     except _flags.UsageError as e:
         print(f"interop_client: error: {e}", file=sys.stderr)
         return _flags.USAGE_EXIT
 
     log.debug("running %d case(s) against %s:%d (tls=%s)", len(names), args.server_host, args.server_port, args.use_tls)
     channel = make_channel(args.server_host, args.server_port, tls_ca, args.server_host_override)
+    output.ready()
     try:
-        status = run(channel, names, result_file.emit if result_file else print_event)
+        status = run(channel, names, output.result)
     finally:
         channel.close()
-    if result_file:
-        result_file.done()
+    output.done()
     return status

@@ -1,7 +1,10 @@
 """The Python client against the Python server, in process and through the command lines."""
 
+import contextlib
+import dataclasses
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -10,13 +13,15 @@ import sys
 import threading
 import time
 import tomllib
+import types
+from concurrent import futures
 
 import grpc
 import pytest
 from conftest import PYTHON_DIR, REPO_ROOT, TLS_DIR, read
 
 from interop import cases, client, server
-from interop._gen import GEN_DIR, empty_pb2, messages_pb2, test_pb2_grpc
+from interop._gen import GEN_DIR, empty_pb2, helloworld_pb2, helloworld_pb2_grpc, messages_pb2, test_pb2_grpc
 
 # What the Python client reports against the Python server for the one case that
 # the server cannot serve (server.UNSUPPORTED): the probe is not rejected, while
@@ -41,21 +46,88 @@ def test_grpc_is_grpcio_and_grpc_testing_is_generated():
     assert isinstance(messages_pb2.SimpleRequest(response_size=1), messages_pb2.SimpleRequest)
 
 
+# The checks table of implementations/CONTRACT.md ("Checks"), copied by hand: the
+# client's own rows (cases.CASES) are checked against this copy, not against themselves.
+CHECKS_TABLE = {
+    "greeter_unary": "status message index",
+    "greeter_server_streaming": "status reply_count message index",
+    "greeter_client_streaming": "status message index",
+    "greeter_bidi_streaming": "status reply_count message index",
+    "empty_unary": "status",
+    "large_unary": "status payload_size payload_body payload_type",
+    "client_streaming": "status aggregated_size",
+    "server_streaming": "status response_count payload_size payload_body payload_type",
+    "ping_pong": "status response_count payload_size payload_body payload_type",
+    "empty_stream": "status response_count",
+    "custom_metadata": "unary.status unary.payload_size unary.payload_body unary.payload_type unary.echo_initial "
+    "unary.echo_trailing duplex.status duplex.response_count duplex.payload_size duplex.payload_body "
+    "duplex.payload_type duplex.echo_initial duplex.echo_trailing",
+    "status_code_and_message": "unary.status_code unary.status_message duplex.status_code duplex.status_message",
+    "special_status_message": "status_code status_message",
+    "unimplemented_method": "status_code",
+    "unimplemented_service": "status_code",
+    "cancel_after_begin": "status_code",
+    "cancel_after_first_response": "status payload_size payload_body payload_type status_code",
+    "timeout_on_sleeping_server": "status_code",
+    "client_compressed_unary": "probe.status_code compressed.status compressed.payload_size compressed.payload_body "
+    "compressed.payload_type compressed.sent_compressed uncompressed.status uncompressed.payload_size "
+    "uncompressed.payload_body uncompressed.payload_type",
+    "server_compressed_unary": "compressed.status compressed.payload_size compressed.payload_body "
+    "compressed.payload_type compressed.response_compressed uncompressed.status uncompressed.payload_size "
+    "uncompressed.payload_body uncompressed.payload_type uncompressed.response_compressed",
+    "client_compressed_streaming": "probe.status_code stream.status stream.aggregated_size stream.sent_compressed",
+    "server_compressed_streaming": "status response_count payload_size payload_body payload_type response_compressed",
+}
+
+# What grpcio cannot check, by case: everything else is checked.
+NOT_CHECKED = {
+    "client_compressed_unary": {"compressed.sent_compressed": cases.SENT_COMPRESSED_REASON},
+    "server_compressed_unary": {
+        "compressed.response_compressed": cases.RESPONSE_COMPRESSED_REASON,
+        "uncompressed.response_compressed": cases.RESPONSE_COMPRESSED_REASON,
+    },
+    "server_compressed_streaming": {"response_compressed": cases.RESPONSE_COMPRESSED_REASON},
+}
+
+RESULT_KEYS = ["event", "case", "outcome", "duration_ms", "message", "checks", "not_checked"]
+
+
+def test_rows_are_the_contract_table():
+    assert {name: " ".join(spec.checks) for name, spec in cases.CASES.items()} == CHECKS_TABLE
+
+
+def test_not_checked_reasons_name_grpcio_and_its_version():
+    for reason in (cases.SENT_COMPRESSED_REASON, cases.RESPONSE_COMPRESSED_REASON):
+        assert reason.startswith(f"grpcio {grpc.__version__} does not expose whether a ")
+    assert "sent message" in cases.SENT_COMPRESSED_REASON
+    assert "received message" in cases.RESPONSE_COMPRESSED_REASON
+
+
 def test_all_cases_against_own_server(channel):
     results = run_all(channel)
     assert [r["case"] for r in results] == list(cases.CASES)
     assert len(results) == 22
     by_case = {r["case"]: r for r in results}
     for name, result in by_case.items():
-        assert set(result) == {"event", "case", "outcome", "duration_ms", "message"}
+        assert list(result) == RESULT_KEYS
         assert result["event"] == "result"
         if name in cases.UNSUPPORTED:
             assert result["outcome"] == "unsupported", result
             assert result["message"] == cases.UNSUPPORTED[name]
-        elif name == "client_compressed_unary":
+            assert (result["checks"], result["not_checked"]) == ({}, {})
+            continue
+        # Every name of the row, each once, in checks or in not_checked; no other name.
+        row = CHECKS_TABLE[name].split()
+        assert sorted([*result["checks"], *result["not_checked"]]) == sorted(row), name
+        assert result["not_checked"] == NOT_CHECKED.get(name, {}), name
+        if name == "client_compressed_unary":
             assert (result["outcome"], result["message"]) == ("failed", PROBE_FAILURE)
+            assert result["checks"] == {check: "passed" for check in result["checks"]} | {
+                "probe.status_code": "failed"
+            }
         else:
             assert (result["outcome"], result["message"]) == ("passed", ""), result
+            assert set(result["checks"].values()) == {"passed"}, result
 
 
 def test_order_of_all():
@@ -96,6 +168,13 @@ def test_wrong_greeting_is_caught_with_every_failed_check():
         running.stop(grace=0.5)
     assert all(r["outcome"] == "failed" for r in results.values())
     assert results["greeter_unary"]["message"] == 'SayHello message = "Howdy interop", want "Hello interop"'
+    assert results["greeter_unary"]["checks"] == {"status": "passed", "message": "failed", "index": "passed"}
+    assert results["greeter_server_streaming"]["checks"] == {
+        "status": "passed",
+        "reply_count": "passed",
+        "message": "failed",
+        "index": "passed",
+    }
     streaming = results["greeter_server_streaming"]["message"].split("; ")
     assert len(streaming) == 5  # one per reply: a failed check does not stop the next
     assert streaming[0] == 'SayHelloStream reply 1 message = "Howdy interop (1 of 5)", want "Hello interop (1 of 5)"'
@@ -200,30 +279,239 @@ def test_server_compresses_each_message_as_asked(running_server):
         proxy.close()
 
 
-def test_checks_record_every_failure():
+def test_checks_record_every_failure_by_name():
     checks = cases.Checks()
-    checks.equal("StreamingInputCall aggregated_payload_size", 74921, 74922)
-    checks.payload("UnaryCall response", messages_pb2.Payload(body=b"\x00\x01"), 2)
-    checks.status("FullDuplexCall", grpc.StatusCode.OK, None, grpc.StatusCode.CANCELLED)
-    checks.status("UnaryCall", grpc.StatusCode.UNKNOWN, "a\tb", grpc.StatusCode.UNKNOWN, "a b")
-    checks.equal("UnaryCall trailing metadata x", b"\xab", b"\xab\xab\xab")
+    checks.equal("aggregated_size", "StreamingInputCall aggregated_payload_size", 74921, 74922)
+    checks.payload("", "StreamingOutputCall response 1", cases._payload(2), 2)
+    checks.payload("", "StreamingOutputCall response 2", messages_pb2.Payload(body=b"\x00\x01"), 2)
+    checks.payload("", "StreamingOutputCall response 3", cases._payload(9), 9)
+    checks.status("status_code", "FullDuplexCall", grpc.StatusCode.OK, None, grpc.StatusCode.CANCELLED)
+    checks.status_message("unary.status_message", "UnaryCall", "a\tb", "a b")
+    checks.equal("unary.echo_trailing", "UnaryCall trailing metadata x", b"\xab", b"\xab\xab\xab")
+    checks.passed("status")
+    checks.not_made("response_compressed", "cannot")
     assert checks.failures == [
         "StreamingInputCall aggregated_payload_size = 74921, want 74922",
-        "UnaryCall response payload body has 1 non-zero bytes, want all zero",
+        "StreamingOutputCall response 2 payload body has 1 non-zero bytes, want all zero",
         "FullDuplexCall status = OK (0), want CANCELLED (1)",
         'UnaryCall status message = "a\\tb", want "a b"',
         "UnaryCall trailing metadata x = 0xab, want 0xababab",
     ]
+    assert checks.results == {
+        "aggregated_size": "failed",
+        "payload_size": "passed",
+        # Made three times: failed because one instance failed, passed ones before and after it.
+        "payload_body": "failed",
+        "payload_type": "passed",
+        "status_code": "failed",
+        "unary.status_message": "failed",
+        "unary.echo_trailing": "failed",
+        "status": "passed",
+    }
+    assert checks.not_checked == {"response_compressed": "cannot"}
 
 
-def test_exception_in_a_case_is_a_failed_result(monkeypatch, channel):
+def test_payload_checks_do_not_stop_each_other():
+    checks = cases.Checks()
+    checks.payload("duplex.", "FullDuplexCall response", messages_pb2.Payload(type=1, body=b"\x07"), 2)
+    assert checks.results == {
+        "duplex.payload_size": "failed",
+        "duplex.payload_body": "failed",
+        "duplex.payload_type": "failed",
+    }
+    assert checks.failures == [
+        "FullDuplexCall response payload size = 1, want 2",
+        "FullDuplexCall response payload body has 1 non-zero bytes, want all zero",
+        'FullDuplexCall response payload type = 1, want "COMPRESSABLE"',  # a PayloadType with no name
+    ]
+
+
+def test_exception_in_a_case_is_a_failed_status_check(monkeypatch, channel):
     def broken(ctx, checks):
-        checks.fail("first check")
+        checks.fail("message", "first check")
+        checks.passed("status")
         raise ValueError("boom")
 
-    monkeypatch.setitem(cases.CASES, "empty_unary", broken)
-    result = cases.run_case(cases.Context(channel), "empty_unary")
+    _replace_case(monkeypatch, "greeter_unary", broken)
+    result = cases.run_case(cases.Context(channel), "greeter_unary")
     assert (result["outcome"], result["message"]) == ("failed", "first check; unexpected ValueError: boom")
+    assert result["checks"] == {"status": "failed", "message": "failed"}
+
+
+def test_exception_goes_to_the_first_status_like_check_of_the_row(monkeypatch, channel):
+    def broken(ctx, checks):
+        raise RuntimeError("boom")
+
+    for name, first in (("custom_metadata", "unary.status"), ("client_compressed_unary", "probe.status_code")):
+        _replace_case(monkeypatch, name, broken)
+        result = cases.run_case(cases.Context(channel), name)
+        assert (result["message"], result["checks"]) == ("unexpected RuntimeError: boom", {first: "failed"}), name
+
+
+def test_check_names_outside_the_row_are_a_failed_result(monkeypatch, channel):
+    def stray(ctx, checks):
+        checks.passed("status")
+        checks.passed("payload_size")
+
+    _replace_case(monkeypatch, "empty_unary", stray)
+    result = cases.run_case(cases.Context(channel), "empty_unary")
+    assert result["outcome"] == "failed"
+    assert result["message"] == "client bug: empty_unary made checks outside its row: payload_size"
+    assert result["checks"] == {"status": "failed"}  # only names of the row appear
+
+
+def test_a_passed_case_must_name_its_whole_row(monkeypatch, channel):
+    _replace_case(monkeypatch, "large_unary", lambda ctx, checks: checks.passed("status"))
+    result = cases.run_case(cases.Context(channel), "large_unary")
+    assert result["outcome"] == "failed"
+    assert result["message"] == "client bug: large_unary passed without checks payload_size, payload_body, payload_type"
+    assert result["checks"] == {"status": "failed"}
+
+
+def test_backstop_fails_a_case_whose_call_does_not_end(monkeypatch, channel):
+    """A case still running RPC_TIMEOUT_S per call + BACKSTOP_S after it began fails;
+    the client goes on with the next case."""
+    release = threading.Event()
+
+    def stuck(ctx, checks):
+        checks.passed("unary.status")
+        release.wait(30)  # a call grpcio never ends
+
+    # Bound 2 * 0.5 + 0.1 s instead of 2 * 10 + 3 s; 0.5 s is still ample for the next case's call.
+    monkeypatch.setattr(cases, "RPC_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(cases, "BACKSTOP_S", 0.1)
+    _replace_case(monkeypatch, "custom_metadata", stuck)
+    results = []
+    try:
+        status = client.run(channel, ["custom_metadata", "greeter_unary"], results.append)
+    finally:
+        release.set()
+    stuck_result, next_result = results
+    assert stuck_result["outcome"] == "failed"
+    assert stuck_result["message"] == (
+        "custom_metadata did not end within 1.1 s: grpcio did not end a call 0.1 s after its deadline"
+    )
+    assert stuck_result["checks"] == {"unary.status": "failed"}
+    assert 1100 <= stuck_result["duration_ms"] < 5000
+    assert (next_result["case"], next_result["outcome"]) == ("greeter_unary", "passed")
+    assert status == client.EXIT_FAILED
+
+
+def test_backstop_bound_counts_the_calls_of_a_case():
+    assert cases.case_bound_s(cases.CASES["large_unary"]) == 13.0
+    assert cases.case_bound_s(cases.CASES["custom_metadata"]) == 23.0
+    assert cases.case_bound_s(cases.CASES["client_compressed_unary"]) == 33.0
+
+
+def _replace_case(monkeypatch, name, function):
+    monkeypatch.setitem(cases.CASES, name, dataclasses.replace(cases.CASES[name], function=function))
+
+
+@contextlib.contextmanager
+def _serve(greeter=None, test_service=None):
+    """A server with the given servicers (else the Python server's), and a Context over a channel to it."""
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    helloworld_pb2_grpc.add_GreeterServicer_to_server(greeter or server.GreeterServicer("Hello"), srv)
+    test_pb2_grpc.add_TestServiceServicer_to_server(test_service or server.TestServiceServicer(), srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    ch = client.make_channel("127.0.0.1", port)
+    try:
+        yield cases.Context(ch)
+    finally:
+        ch.close()
+        srv.stop(0.5).wait(2)
+
+
+class _RecordingGreeter(server.GreeterServicer):
+    """The Python server's Greeter, keeping the names each SayHelloChat received."""
+
+    def __init__(self):
+        super().__init__("Hello")
+        self.chats: list[list[str]] = []
+
+    def SayHelloChat(self, request_iterator, context):
+        names: list[str] = []
+        self.chats.append(names)
+        for index, request in enumerate(request_iterator, start=1):
+            names.append(request.name)
+            yield helloworld_pb2.HelloReply(message=f"Hello {request.name}", index=index)
+
+
+def test_bidi_names_carry_a_fresh_token_per_call():
+    greeter = _RecordingGreeter()
+    with _serve(greeter=greeter) as ctx:
+        results = [cases.run_case(ctx, "greeter_bidi_streaming") for _ in range(2)]
+    assert [r["outcome"] for r in results] == ["passed", "passed"], results
+    tokens = []
+    for names in greeter.chats:
+        matches = [re.fullmatch(r"(alice|bob|carol|dave) ([0-9a-f]{8})", name) for name in names]
+        assert all(matches), names
+        assert [m[1] for m in matches] == ["alice", "bob", "carol", "dave"]
+        assert len({m[2] for m in matches}) == 1, names  # one token per call
+        tokens.append(matches[0][2])
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+
+
+class _GreeterWithoutTokens(server.GreeterServicer):
+    """Answers each chat name from a script, as a server that answers before a name arrived must."""
+
+    def SayHelloChat(self, request_iterator, context):
+        for index, (_, name) in enumerate(zip(request_iterator, cases.GREETER_CHAT_NAMES, strict=False), start=1):
+            yield helloworld_pb2.HelloReply(message=f"Hello {name}", index=index)
+
+
+def test_bidi_reply_without_the_token_fails_message():
+    with _serve(greeter=_GreeterWithoutTokens("Hello")) as ctx:
+        result = cases.run_case(ctx, "greeter_bidi_streaming")
+    assert result["outcome"] == "failed"
+    assert result["checks"] == {"status": "passed", "reply_count": "passed", "message": "failed", "index": "passed"}
+    assert result["message"].count("; ") == 3
+    assert re.match(r'SayHelloChat reply 1 message = "Hello alice", want "Hello alice [0-9a-f]{8}"', result["message"])
+
+
+class _CancellingTestService(server.TestServiceServicer):
+    def FullDuplexCall(self, request_iterator, context):
+        context.abort(grpc.StatusCode.CANCELLED, "aborted by the test server")
+
+
+def test_timeout_on_sleeping_server_reports_the_status_grpcio_returned(monkeypatch):
+    # A deadline far enough away that the server's CANCELLED surely comes first.
+    monkeypatch.setattr(cases, "SLEEPING_SERVER_TIMEOUT_S", 5.0)
+    with _serve(test_service=_CancellingTestService()) as ctx:
+        result = cases.run_case(ctx, "timeout_on_sleeping_server")
+    assert result["outcome"] == "failed"
+    assert result["checks"] == {"status_code": "failed"}
+    assert result["message"] == (
+        'FullDuplexCall status = CANCELLED (1) "aborted by the test server", want DEADLINE_EXCEEDED (4)'
+    )
+
+
+class _CancelledAfterItsDeadline:
+    """A FullDuplexCall that grpcio ends CANCELLED once its deadline has passed, as
+    when the server's reset stream beats the client's own deadline timer."""
+
+    def __init__(self, requests, timeout):
+        self._timeout = timeout
+
+    def __iter__(self):
+        time.sleep(self._timeout + 0.05)
+        return iter(())
+
+    def code(self):
+        return grpc.StatusCode.CANCELLED
+
+    def details(self):
+        return "Cancelled"
+
+
+def test_cancelled_after_the_deadline_stays_cancelled():
+    """The client never makes a status of its own: CANCELLED, even past the deadline, is CANCELLED."""
+    ctx = types.SimpleNamespace(test=types.SimpleNamespace(FullDuplexCall=_CancelledAfterItsDeadline))
+    result = cases.run_case(ctx, "timeout_on_sleeping_server")
+    assert result["outcome"] == "failed"
+    assert result["checks"] == {"status_code": "failed"}
+    assert result["message"] == 'FullDuplexCall status = CANCELLED (1) "Cancelled", want DEADLINE_EXCEEDED (4)'
 
 
 def test_parse_cases():
@@ -302,14 +590,21 @@ def test_command_lines(tls):
         )
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines()]
-        assert [(r["case"], r["outcome"]) for r in lines] == [
-            ("empty_unary", "passed"),
-            ("greeter_unary", "passed"),
-            ("client_compressed_streaming", "unsupported"),
+        # Ready first, one result per case in the order given, done last with their count.
+        assert lines[0] == {"event": "ready"}
+        assert lines[-1] == {"event": "done", "cases": 3}
+        assert [(r["event"], r["case"], r["outcome"]) for r in lines[1:-1]] == [
+            ("result", "empty_unary", "passed"),
+            ("result", "greeter_unary", "passed"),
+            ("result", "client_compressed_streaming", "unsupported"),
         ]
+        assert lines[2]["checks"] == {"status": "passed", "message": "passed", "index": "passed"}
         failing = _client("--server_port", str(ready["port"]), "--test_case", "client_compressed_unary", *tls_args)
         assert failing.returncode == 1
-        assert json.loads(failing.stdout)["message"] == PROBE_FAILURE
+        ready_line, result, done_line = (json.loads(line) for line in failing.stdout.splitlines())
+        assert (ready_line, done_line) == ({"event": "ready"}, {"event": "done", "cases": 1})
+        assert result["message"] == PROBE_FAILURE
+        assert result["checks"]["probe.status_code"] == "failed"
     finally:
         assert _stop(proc) == 0
     assert proc.stdout.read() == ""  # nothing but the listening line on stdout
@@ -417,8 +712,13 @@ def test_result_file_gets_every_line_then_done(running_server, tmp_path):
         str(path),
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("\n") == 2
-    assert path.read_text() == done.stdout + '{"event":"done","cases":2}\n'
+    lines = done.stdout.splitlines(keepends=True)
+    assert len(lines) == 4
+    assert lines[0] == '{"event":"ready"}\n'
+    assert [json.loads(line)["case"] for line in lines[1:3]] == ["empty_unary", "greeter_unary"]
+    assert lines[3] == '{"event":"done","cases":2}\n'
+    # The file: the result lines and the done line, byte for byte as on stdout; no ready line.
+    assert path.read_text() == "".join(lines[1:])
 
 
 def test_result_file_that_cannot_be_created_is_a_usage_error(tmp_path):

@@ -1,6 +1,5 @@
 //! One function per case of implementations/CONTRACT.md, each returning its [`Checks`].
 
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,10 +15,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::{Code, Request, Status, Streaming, TimeoutExpired};
+use tonic::{Code, Request, Status, Streaming};
 
 use crate::Clients;
-use crate::checks::Checks;
+use crate::checks::{CallError, Checks, DEADLINE_BACKSTOP};
+use crate::wire::CallFlags;
 
 /// Deadline of every RPC unless a case says otherwise.
 pub const RPC_DEADLINE: Duration = Duration::from_secs(10);
@@ -83,16 +83,21 @@ pub async fn run(case: Case, c: &Clients) -> Checks {
 /// A case tonic cannot express; `run_case` reports it unsupported before getting here.
 fn cannot_express(case: Case) -> Checks {
     let mut checks = Checks::default();
-    checks.fail(format!(
-        "{case} cannot be expressed with tonic: {}",
-        crate::unsupported_reason(case).unwrap_or("no reason recorded")
-    ));
+    let first = case.checks().first().copied().unwrap_or("status");
+    checks.fail(
+        first,
+        format!(
+            "{case} cannot be expressed with tonic: {}",
+            crate::unsupported_reason(case).unwrap_or("no reason recorded")
+        ),
+    );
     checks
 }
 
-/// The deadline of one RPC: sent to the server as `grpc-timeout`, and enforced
-/// here around every wait of the call, since tonic itself only times the wait
-/// for the response headers.
+/// The deadline of one RPC, sent to the server as `grpc-timeout` and left to
+/// tonic to enforce. The client makes no status of its own: if tonic has not
+/// ended a wait of the call [`DEADLINE_BACKSTOP`] after the deadline, the wait
+/// gives up with [`CallError::Overrun`], which fails the check it was for.
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
     at: Instant,
@@ -114,25 +119,24 @@ impl Deadline {
         request
     }
 
-    /// `fut`, or DEADLINE_EXCEEDED once the deadline has passed.
-    async fn wait<T>(&self, fut: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
-        match tokio::time::timeout_at(self.at, fut).await {
-            Ok(result) => result,
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "client deadline of {:?} passed",
-                self.budget
-            ))),
+    /// What `fut` gave, as tonic gave it, or an overrun.
+    async fn wait<T>(&self, fut: impl Future<Output = Result<T, Status>>) -> Result<T, CallError> {
+        match tokio::time::timeout_at(self.at + DEADLINE_BACKSTOP, fut).await {
+            Ok(result) => result.map_err(CallError::Status),
+            Err(_) => Err(CallError::Overrun {
+                deadline: self.budget,
+            }),
         }
     }
 
     /// Reads `stream` to its end: the messages, then the final status.
-    async fn drain<T>(&self, stream: &mut Streaming<T>) -> (Vec<T>, Result<(), Status>) {
+    async fn drain<T>(&self, stream: &mut Streaming<T>) -> (Vec<T>, Result<(), CallError>) {
         let mut messages = Vec::new();
         loop {
             match self.wait(stream.message()).await {
                 Ok(Some(message)) => messages.push(message),
                 Ok(None) => return (messages, Ok(())),
-                Err(status) => return (messages, Err(status)),
+                Err(error) => return (messages, Err(error)),
             }
         }
     }
@@ -189,43 +193,59 @@ fn add_echo_metadata(metadata: &mut MetadataMap) {
     );
 }
 
-/// Checks the echoed initial value in `headers` and the echoed binary value in `trailers`.
+/// Checks `<prefix>echo_initial` (the value in the response headers) and
+/// `<prefix>echo_trailing` (the binary value in the trailers).
 fn check_echo(
     checks: &mut Checks,
+    prefix: &str,
     call: &str,
     headers: &MetadataMap,
     trailers: Option<&MetadataMap>,
 ) {
-    let initial = headers
+    let name = format!("{prefix}echo_initial");
+    match headers
         .get(ECHO_INITIAL_KEY)
-        .map(|v| v.to_str().map_err(|_| v.as_bytes().to_vec()));
-    match initial {
+        .map(|v| v.to_str().map_err(|_| v.as_bytes().to_vec()))
+    {
         Some(Ok(value)) => {
-            checks.equal(format_args!("{call} header {ECHO_INITIAL_KEY}"), value, ECHO_INITIAL_VALUE);
+            checks.equal(
+                &name,
+                format_args!("{call} header {ECHO_INITIAL_KEY}"),
+                value,
+                ECHO_INITIAL_VALUE,
+            );
         }
-        Some(Err(bytes)) => checks.fail(format!(
-            "{call} header {ECHO_INITIAL_KEY} = non-text bytes {bytes:?}, want {ECHO_INITIAL_VALUE:?}"
-        )),
-        None => checks.fail(format!("{call} header {ECHO_INITIAL_KEY} missing, want {ECHO_INITIAL_VALUE:?}")),
+        Some(Err(bytes)) => checks.fail(
+            &name,
+            format!("{call} header {ECHO_INITIAL_KEY} = non-text bytes {bytes:?}, want {ECHO_INITIAL_VALUE:?}"),
+        ),
+        None => checks.fail(
+            &name,
+            format!("{call} header {ECHO_INITIAL_KEY} missing, want {ECHO_INITIAL_VALUE:?}"),
+        ),
     }
-    let trailing = trailers
-        .and_then(|t| t.get_bin(ECHO_TRAILING_KEY))
-        .map(|v| v.to_bytes());
+    let name = format!("{prefix}echo_trailing");
     let want = hex(&ECHO_TRAILING_VALUE);
-    match trailing {
+    match trailers
+        .and_then(|t| t.get_bin(ECHO_TRAILING_KEY))
+        .map(|v| v.to_bytes())
+    {
         Some(Ok(bytes)) => {
             checks.equal(
+                &name,
                 format_args!("{call} trailer {ECHO_TRAILING_KEY}"),
                 hex(&bytes),
                 want,
             );
         }
-        Some(Err(_)) => checks.fail(format!(
-            "{call} trailer {ECHO_TRAILING_KEY} is not valid base64, want {want}"
-        )),
-        None => checks.fail(format!(
-            "{call} trailer {ECHO_TRAILING_KEY} missing, want {want}"
-        )),
+        Some(Err(_)) => checks.fail(
+            &name,
+            format!("{call} trailer {ECHO_TRAILING_KEY} is not valid base64, want {want}"),
+        ),
+        None => checks.fail(
+            &name,
+            format!("{call} trailer {ECHO_TRAILING_KEY} missing, want {want}"),
+        ),
     }
 }
 
@@ -234,19 +254,98 @@ fn hex(bytes: &[u8]) -> String {
     format!("0x{digits}")
 }
 
-/// Checks that a stream ended OK with no more messages than it should have had.
-fn check_clean_end<T>(
+/// Checks `<prefix>response_count` and the payload of every response of a
+/// stream against `sizes`.
+fn check_sizes(
     checks: &mut Checks,
-    call: impl Display,
-    extra: &[T],
-    end: Result<(), Status>,
+    prefix: &str,
+    call: &str,
+    responses: &[StreamingOutputCallResponse],
+    sizes: &[i32],
 ) {
     checks.equal(
-        format_args!("{call} responses after the last expected one"),
+        &format!("{prefix}response_count"),
+        format_args!("{call} response count"),
+        responses.len(),
+        sizes.len(),
+    );
+    for (index, (response, size)) in (1..).zip(responses.iter().zip(sizes)) {
+        checks.payload(
+            prefix,
+            format_args!("{call} response {index}"),
+            response.payload.as_ref(),
+            *size,
+        );
+    }
+}
+
+/// A full-duplex exchange in lock step: the first request went out with the
+/// call; request k+1 (from `rest`) goes out only after reply k came, and
+/// `check` looks at each reply. Then half-close: no reply may follow, and the
+/// stream must end OK. Records `count` (how many replies) and `status`;
+/// returns early, with the failure recorded, when the stream ends or fails
+/// before its last reply.
+#[allow(clippy::too_many_arguments)]
+async fn lock_step<Req, Reply>(
+    checks: &mut Checks,
+    d: &Deadline,
+    call: &str,
+    count: &str,
+    tx: mpsc::Sender<Req>,
+    stream: &mut Streaming<Reply>,
+    rest: Vec<Req>,
+    mut check: impl FnMut(&mut Checks, usize, Reply),
+) {
+    let want = rest.len() + 1;
+    let mut rest = rest.into_iter();
+    for k in 1..=want {
+        if k > 1
+            && let Some(request) = rest.next()
+            && tx.send(request).await.is_err()
+        {
+            checks.fail(
+                "status",
+                format!("{call} request stream closed before request {k}"),
+            );
+            return;
+        }
+        match d.wait(stream.message()).await {
+            Ok(Some(reply)) => check(checks, k, reply),
+            Ok(None) => {
+                checks.fail(
+                    count,
+                    format!("{call} ended OK after {} replies, want {want}", k - 1),
+                );
+                return;
+            }
+            Err(error) => {
+                checks.ok("status", format_args!("{call} reply {k}"), Err::<(), _>(error));
+                return;
+            }
+        }
+    }
+    drop(tx);
+    let (extra, end) = d.drain(stream).await;
+    checks.equal(
+        count,
+        format_args!("{call} replies after half-close"),
         extra.len(),
         0,
     );
-    checks.ok(format_args!("{call} final"), end);
+    checks.ok("status", format_args!("{call} final"), end);
+}
+
+/// A token of 8 lowercase hex digits, drawn for each `greeter_bidi_streaming`
+/// call: a server can only greet a name it has received.
+fn chat_token() -> String {
+    // Falls back to the clock where the OS cannot give random bytes.
+    let n = getrandom::u32().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    });
+    format!("{n:08x}")
 }
 
 /// `greeter_unary`: SayHello answers "Hello interop" with index 0.
@@ -257,14 +356,15 @@ pub async fn greeter_unary(c: &Clients) -> Checks {
     let request = d.request(HelloRequest {
         name: GREETER_NAME.to_string(),
     });
-    if let Some(reply) = checks.ok("SayHello", d.wait(greeter.say_hello(request)).await) {
+    if let Some(reply) = checks.ok("status", "SayHello", d.wait(greeter.say_hello(request)).await) {
         let reply = reply.into_inner();
         checks.equal(
+            "message",
             "SayHello message",
             reply.message,
             format!("{GREETING} {GREETER_NAME}"),
         );
-        checks.equal("SayHello index", reply.index, 0);
+        checks.equal("index", "SayHello index", reply.index, 0);
     }
     checks
 }
@@ -279,14 +379,16 @@ pub async fn greeter_server_streaming(c: &Clients) -> Checks {
         count: GREETER_STREAM_COUNT,
     });
     let Some(response) = checks.ok(
+        "status",
         "SayHelloStream",
         d.wait(greeter.say_hello_stream(request)).await,
     ) else {
         return checks;
     };
     let (replies, end) = d.drain(&mut response.into_inner()).await;
-    checks.ok("SayHelloStream final", end);
+    checks.ok("status", "SayHelloStream final", end);
     checks.equal(
+        "reply_count",
         "SayHelloStream reply count",
         replies.len(),
         GREETER_STREAM_COUNT.unsigned_abs() as usize,
@@ -294,11 +396,13 @@ pub async fn greeter_server_streaming(c: &Clients) -> Checks {
     for (index, reply) in (1..).zip(&replies) {
         let want = format!("{GREETING} {GREETER_NAME} ({index} of {GREETER_STREAM_COUNT})");
         checks.equal(
+            "message",
             format_args!("SayHelloStream reply {index} message"),
             reply.message.as_str(),
             &want,
         );
         checks.equal(
+            "index",
             format_args!("SayHelloStream reply {index} index"),
             reply.index,
             index,
@@ -317,16 +421,19 @@ pub async fn greeter_client_streaming(c: &Clients) -> Checks {
     });
     let request = d.request(tokio_stream::iter(names));
     if let Some(reply) = checks.ok(
+        "status",
         "SayHelloToAll",
         d.wait(greeter.say_hello_to_all(request)).await,
     ) {
         let reply = reply.into_inner();
         checks.equal(
+            "message",
             "SayHelloToAll message",
             reply.message,
             format!("{GREETING} {}", GREETER_NAMES.join(", ")),
         );
         checks.equal(
+            "index",
             "SayHelloToAll index",
             reply.index,
             GREETER_NAMES.len() as i32,
@@ -335,68 +442,61 @@ pub async fn greeter_client_streaming(c: &Clients) -> Checks {
     checks
 }
 
-/// `greeter_bidi_streaming`: SayHelloChat answers each name before the next is sent.
+/// `greeter_bidi_streaming`: SayHelloChat answers each name, token included,
+/// before the next is sent.
 pub async fn greeter_bidi_streaming(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let mut greeter = c.greeter.clone();
     let d = Deadline::start(RPC_DEADLINE);
-    let hello = |name: &str| HelloRequest {
-        name: name.to_string(),
-    };
+    let token = chat_token();
+    let names: Vec<String> = GREETER_CHAT_NAMES
+        .iter()
+        .map(|n| format!("{n} {token}"))
+        .collect();
+    let mut requests: Vec<HelloRequest> = names
+        .iter()
+        .map(|name| HelloRequest { name: name.clone() })
+        .collect();
     let (tx, rx) = mpsc::channel(1);
     // The first name goes out with the call: some servers send their response
     // headers only with the first reply, and the call resolves on the headers.
-    if tx.send(hello(GREETER_CHAT_NAMES[0])).await.is_err() {
-        checks.fail("SayHelloChat request stream closed before the first name");
+    if tx.send(requests.remove(0)).await.is_err() {
+        checks.fail("status", "SayHelloChat request stream closed before the first name");
         return checks;
     }
-    let request = d.request(ReceiverStream::new(rx));
     let Some(response) = checks.ok(
+        "status",
         "SayHelloChat",
-        d.wait(greeter.say_hello_chat(request)).await,
+        d.wait(greeter.say_hello_chat(d.request(ReceiverStream::new(rx))))
+            .await,
     ) else {
         return checks;
     };
     let mut stream = response.into_inner();
-    for (index, name) in (1..).zip(GREETER_CHAT_NAMES) {
-        if index > 1 && tx.send(hello(name)).await.is_err() {
-            checks.fail(format!(
-                "SayHelloChat request stream closed before sending {name:?}"
-            ));
-            return checks;
-        }
-        match d.wait(stream.message()).await {
-            Ok(Some(reply)) => {
-                checks.equal(
-                    format_args!("SayHelloChat reply {index} message"),
-                    reply.message,
-                    format!("{GREETING} {name}"),
-                );
-                checks.equal(
-                    format_args!("SayHelloChat reply {index} index"),
-                    reply.index,
-                    index,
-                );
-            }
-            Ok(None) => {
-                checks.fail(format!(
-                    "SayHelloChat ended OK after {} replies, want 4",
-                    index - 1
-                ));
-                return checks;
-            }
-            Err(status) => {
-                checks.ok(
-                    format_args!("SayHelloChat reply {index}"),
-                    Err::<(), _>(status),
-                );
-                return checks;
-            }
-        }
-    }
-    drop(tx);
-    let (extra, end) = d.drain(&mut stream).await;
-    check_clean_end(&mut checks, "SayHelloChat", &extra, end);
+    lock_step(
+        &mut checks,
+        &d,
+        "SayHelloChat",
+        "reply_count",
+        tx,
+        &mut stream,
+        requests,
+        |checks, k, reply| {
+            checks.equal(
+                "message",
+                format_args!("SayHelloChat reply {k} message"),
+                reply.message,
+                format!("{GREETING} {}", names[k - 1]),
+            );
+            checks.equal(
+                "index",
+                format_args!("SayHelloChat reply {k} index"),
+                reply.index,
+                k as i32,
+            );
+        },
+    )
+    .await;
     checks
 }
 
@@ -406,6 +506,7 @@ pub async fn empty_unary(c: &Clients) -> Checks {
     let mut test = c.test.clone();
     let d = Deadline::start(RPC_DEADLINE);
     checks.ok(
+        "status",
         "EmptyCall",
         d.wait(test.empty_call(d.request(Empty {}))).await,
     );
@@ -418,10 +519,12 @@ pub async fn large_unary(c: &Clients) -> Checks {
     let mut test = c.test.clone();
     let d = Deadline::start(RPC_DEADLINE);
     if let Some(response) = checks.ok(
+        "status",
         "UnaryCall",
         d.wait(test.unary_call(d.request(large_request()))).await,
     ) {
         checks.payload(
+            "",
             "UnaryCall",
             response.get_ref().payload.as_ref(),
             LARGE_RESPONSE_SIZE,
@@ -441,37 +544,18 @@ pub async fn client_streaming(c: &Clients) -> Checks {
     });
     let request = d.request(tokio_stream::iter(requests));
     if let Some(response) = checks.ok(
+        "status",
         "StreamingInputCall",
         d.wait(test.streaming_input_call(request)).await,
     ) {
         checks.equal(
+            "aggregated_size",
             "StreamingInputCall aggregated_payload_size",
             response.into_inner().aggregated_payload_size,
             AGGREGATED_PAYLOAD_SIZE,
         );
     }
     checks
-}
-
-/// Checks the payload sizes of a run of streamed responses against `sizes`.
-fn check_sizes(
-    checks: &mut Checks,
-    call: &str,
-    responses: &[StreamingOutputCallResponse],
-    sizes: &[i32],
-) {
-    checks.equal(
-        format_args!("{call} response count"),
-        responses.len(),
-        sizes.len(),
-    );
-    for (index, (response, size)) in (1..).zip(responses.iter().zip(sizes)) {
-        checks.payload(
-            format_args!("{call} response {index}"),
-            response.payload.as_ref(),
-            *size,
-        );
-    }
 }
 
 /// `server_streaming`: StreamingOutputCall sends four responses of the asked sizes, in order.
@@ -490,15 +574,17 @@ pub async fn server_streaming(c: &Clients) -> Checks {
         ..Default::default()
     };
     let Some(response) = checks.ok(
+        "status",
         "StreamingOutputCall",
         d.wait(test.streaming_output_call(d.request(request))).await,
     ) else {
         return checks;
     };
     let (responses, end) = d.drain(&mut response.into_inner()).await;
-    checks.ok("StreamingOutputCall final", end);
+    checks.ok("status", "StreamingOutputCall final", end);
     check_sizes(
         &mut checks,
+        "",
         "StreamingOutputCall",
         &responses,
         &RESPONSE_SIZES,
@@ -511,59 +597,45 @@ pub async fn ping_pong(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let mut test = c.test.clone();
     let d = Deadline::start(RPC_DEADLINE);
+    let mut requests: Vec<StreamingOutputCallRequest> = RESPONSE_SIZES
+        .into_iter()
+        .zip(REQUEST_SIZES)
+        .map(|(size, payload)| output_request(size, payload))
+        .collect();
     let (tx, rx) = mpsc::channel(1);
     // Sent with the call: the call resolves on response headers, which some
     // servers send only with the first response.
-    if tx
-        .send(output_request(RESPONSE_SIZES[0], REQUEST_SIZES[0]))
-        .await
-        .is_err()
-    {
-        checks.fail("FullDuplexCall request stream closed before the first request");
+    if tx.send(requests.remove(0)).await.is_err() {
+        checks.fail("status", "FullDuplexCall request stream closed before the first request");
         return checks;
     }
-    let request = d.request(ReceiverStream::new(rx));
     let Some(response) = checks.ok(
+        "status",
         "FullDuplexCall",
-        d.wait(test.full_duplex_call(request)).await,
+        d.wait(test.full_duplex_call(d.request(ReceiverStream::new(rx))))
+            .await,
     ) else {
         return checks;
     };
     let mut stream = response.into_inner();
-    for (round, (size, payload)) in (1..).zip(RESPONSE_SIZES.into_iter().zip(REQUEST_SIZES)) {
-        if round > 1 && tx.send(output_request(size, payload)).await.is_err() {
-            checks.fail(format!(
-                "FullDuplexCall request stream closed before request {round}"
-            ));
-            return checks;
-        }
-        match d.wait(stream.message()).await {
-            Ok(Some(response)) => {
-                checks.payload(
-                    format_args!("FullDuplexCall response {round}"),
-                    response.payload.as_ref(),
-                    size,
-                );
-            }
-            Ok(None) => {
-                checks.fail(format!(
-                    "FullDuplexCall ended OK after {} responses, want 4",
-                    round - 1
-                ));
-                return checks;
-            }
-            Err(status) => {
-                checks.ok(
-                    format_args!("FullDuplexCall response {round}"),
-                    Err::<(), _>(status),
-                );
-                return checks;
-            }
-        }
-    }
-    drop(tx);
-    let (extra, end) = d.drain(&mut stream).await;
-    check_clean_end(&mut checks, "FullDuplexCall", &extra, end);
+    lock_step(
+        &mut checks,
+        &d,
+        "FullDuplexCall",
+        "response_count",
+        tx,
+        &mut stream,
+        requests,
+        |checks, k, response| {
+            checks.payload(
+                "",
+                format_args!("FullDuplexCall response {k}"),
+                response.payload.as_ref(),
+                RESPONSE_SIZES[k - 1],
+            );
+        },
+    )
+    .await;
     checks
 }
 
@@ -574,12 +646,18 @@ pub async fn empty_stream(c: &Clients) -> Checks {
     let d = Deadline::start(RPC_DEADLINE);
     let request = d.request(tokio_stream::empty::<StreamingOutputCallRequest>());
     if let Some(response) = checks.ok(
+        "status",
         "FullDuplexCall",
         d.wait(test.full_duplex_call(request)).await,
     ) {
         let (responses, end) = d.drain(&mut response.into_inner()).await;
-        checks.equal("FullDuplexCall response count", responses.len(), 0);
-        checks.ok("FullDuplexCall final", end);
+        checks.equal(
+            "response_count",
+            "FullDuplexCall response count",
+            responses.len(),
+            0,
+        );
+        checks.ok("status", "FullDuplexCall final", end);
     }
     checks
 }
@@ -614,7 +692,7 @@ async fn custom_metadata_unary(c: &Clients, checks: &mut Checks) {
         })
         .await;
     if checks
-        .ok(format_args!("{call} (channel ready)"), ready)
+        .ok("unary.status", format_args!("{call} (channel ready)"), ready)
         .is_none()
     {
         return;
@@ -622,6 +700,7 @@ async fn custom_metadata_unary(c: &Clients, checks: &mut Checks) {
     let path = PathAndQuery::from_static(UNARY_CALL_PATH);
     let codec = tonic_prost::ProstCodec::<SimpleRequest, SimpleResponse>::default();
     let Some(response) = checks.ok(
+        "unary.status",
         call,
         d.wait(grpc.server_streaming(request, path, codec)).await,
     ) else {
@@ -630,17 +709,18 @@ async fn custom_metadata_unary(c: &Clients, checks: &mut Checks) {
     let headers = response.metadata().clone();
     let mut stream = response.into_inner();
     let (responses, end) = d.drain(&mut stream).await;
-    if checks.ok(format_args!("{call} final"), end).is_some() {
-        checks.equal(format_args!("{call} response count"), responses.len(), 1);
+    if checks.ok("unary.status", format_args!("{call} final"), end).is_some() {
+        // A unary call has exactly one response; anything else is no OK call.
+        checks.equal("unary.status", format_args!("{call} response count"), responses.len(), 1);
         if let Some(response) = responses.first() {
-            checks.payload(call, response.payload.as_ref(), LARGE_RESPONSE_SIZE);
+            checks.payload("unary.", call, response.payload.as_ref(), LARGE_RESPONSE_SIZE);
         }
     }
     let trailers = d.wait(stream.trailers()).await;
     let trailers = checks
-        .ok(format_args!("{call} trailers"), trailers)
+        .ok("unary.status", format_args!("{call} trailers"), trailers)
         .flatten();
-    check_echo(checks, call, &headers, trailers.as_ref());
+    check_echo(checks, "unary.", call, &headers, trailers.as_ref());
 }
 
 /// The FullDuplexCall half of `custom_metadata`.
@@ -653,36 +733,34 @@ async fn custom_metadata_full_duplex(c: &Clients, checks: &mut Checks) {
         LARGE_REQUEST_SIZE,
     )));
     add_echo_metadata(request.metadata_mut());
-    let Some(response) = checks.ok(call, d.wait(test.full_duplex_call(request)).await) else {
+    let Some(response) = checks.ok("duplex.status", call, d.wait(test.full_duplex_call(request)).await)
+    else {
         return;
     };
     let headers = response.metadata().clone();
     let mut stream = response.into_inner();
     let (responses, end) = d.drain(&mut stream).await;
-    if checks.ok(format_args!("{call} final"), end).is_some() {
-        check_sizes(checks, call, &responses, &[LARGE_RESPONSE_SIZE]);
+    if checks.ok("duplex.status", format_args!("{call} final"), end).is_some() {
+        check_sizes(checks, "duplex.", call, &responses, &[LARGE_RESPONSE_SIZE]);
     }
     let trailers = d.wait(stream.trailers()).await;
     let trailers = checks
-        .ok(format_args!("{call} trailers"), trailers)
+        .ok("duplex.status", format_args!("{call} trailers"), trailers)
         .flatten();
-    check_echo(checks, call, &headers, trailers.as_ref());
+    check_echo(checks, "duplex.", call, &headers, trailers.as_ref());
 }
 
-/// The final status of a FullDuplexCall that should fail before any response.
+/// The final status of a FullDuplexCall of one request that should fail.
 async fn full_duplex_status(
     c: &Clients,
-    checks: &mut Checks,
     request: StreamingOutputCallRequest,
-) -> Result<(), Status> {
+) -> Result<(), CallError> {
     let mut test = c.test.clone();
     let d = Deadline::start(RPC_DEADLINE);
     let response = d
         .wait(test.full_duplex_call(d.request(tokio_stream::once(request))))
         .await?;
-    let (responses, end) = d.drain(&mut response.into_inner()).await;
-    checks.equal("FullDuplexCall response count", responses.len(), 0);
-    end
+    d.drain(&mut response.into_inner()).await.1
 }
 
 /// `status_code_and_message`: UNKNOWN with "test status message", on UnaryCall and FullDuplexCall.
@@ -693,8 +771,13 @@ pub async fn status_code_and_message(c: &Clients) -> Checks {
     let unary = d
         .wait(test.unary_call(d.request(status_request(STATUS_MESSAGE))))
         .await;
-    checks.status("UnaryCall", unary, Code::Unknown, Some(STATUS_MESSAGE));
-
+    checks.status(
+        "unary.status_code",
+        "UnaryCall",
+        unary,
+        Code::Unknown,
+        Some(("unary.status_message", STATUS_MESSAGE)),
+    );
     let request = StreamingOutputCallRequest {
         response_status: Some(EchoStatus {
             code: STATUS_CODE,
@@ -702,12 +785,12 @@ pub async fn status_code_and_message(c: &Clients) -> Checks {
         }),
         ..Default::default()
     };
-    let duplex = full_duplex_status(c, &mut checks, request).await;
     checks.status(
+        "duplex.status_code",
         "FullDuplexCall",
-        duplex,
+        full_duplex_status(c, request).await,
         Code::Unknown,
-        Some(STATUS_MESSAGE),
+        Some(("duplex.status_message", STATUS_MESSAGE)),
     );
     checks
 }
@@ -721,10 +804,11 @@ pub async fn special_status_message(c: &Clients) -> Checks {
         .wait(test.unary_call(d.request(status_request(SPECIAL_STATUS_MESSAGE))))
         .await;
     checks.status(
+        "status_code",
         "UnaryCall",
         unary,
         Code::Unknown,
-        Some(SPECIAL_STATUS_MESSAGE),
+        Some(("status_message", SPECIAL_STATUS_MESSAGE)),
     );
     checks
 }
@@ -736,6 +820,7 @@ pub async fn unimplemented_method(c: &Clients) -> Checks {
     let d = Deadline::start(RPC_DEADLINE);
     let result = d.wait(test.unimplemented_call(d.request(Empty {}))).await;
     checks.status(
+        "status_code",
         "TestService.UnimplementedCall",
         result,
         Code::Unimplemented,
@@ -751,6 +836,7 @@ pub async fn unimplemented_service(c: &Clients) -> Checks {
     let d = Deadline::start(RPC_DEADLINE);
     let result = d.wait(client.unimplemented_call(d.request(Empty {}))).await;
     checks.status(
+        "status_code",
         "UnimplementedService.UnimplementedCall",
         result,
         Code::Unimplemented,
@@ -775,7 +861,13 @@ pub async fn cancel_after_begin(c: &Clients) -> Checks {
     let call = test.streaming_input_call(request);
     cancel.cancel();
     let result = d.wait(call).await;
-    checks.status("StreamingInputCall", result, Code::Cancelled, None);
+    checks.status(
+        "status_code",
+        "StreamingInputCall",
+        result,
+        Code::Cancelled,
+        None,
+    );
     checks
 }
 
@@ -790,12 +882,13 @@ pub async fn cancel_after_first_response(c: &Clients) -> Checks {
         .await
         .is_err()
     {
-        checks.fail("FullDuplexCall request stream closed before the first request");
+        checks.fail("status", "FullDuplexCall request stream closed before the first request");
         return checks;
     }
     let mut request = d.request(ReceiverStream::new(rx));
     let cancel = request.cancellation_handle();
     let Some(response) = checks.ok(
+        "status",
         "FullDuplexCall",
         d.wait(test.full_duplex_call(request)).await,
     ) else {
@@ -804,43 +897,34 @@ pub async fn cancel_after_first_response(c: &Clients) -> Checks {
     let mut stream = response.into_inner();
     match d.wait(stream.message()).await {
         Ok(Some(response)) => checks.payload(
+            "",
             "FullDuplexCall response 1",
             response.payload.as_ref(),
             RESPONSE_SIZES[0],
         ),
-        Ok(None) => {
-            checks.fail("FullDuplexCall ended OK before its first response, want one response")
-        }
-        Err(status) => {
-            checks.ok("FullDuplexCall response 1", Err::<(), _>(status));
+        Ok(None) => checks.fail(
+            "status",
+            "FullDuplexCall ended OK before its first response, want one response",
+        ),
+        Err(error) => {
+            checks.ok("status", "FullDuplexCall response 1", Err::<(), _>(error));
         }
     }
     cancel.cancel();
     let after = d.wait(stream.message()).await;
-    checks.status("FullDuplexCall after cancel", after, Code::Cancelled, None);
+    checks.status(
+        "status_code",
+        "FullDuplexCall after cancel",
+        after,
+        Code::Cancelled,
+        None,
+    );
     drop(tx);
     checks
 }
 
-/// tonic reports the expiry of its own `grpc-timeout` timer as CANCELLED
-/// "Timeout expired", with a `tonic::TimeoutExpired` in the source chain. That
-/// is this client's deadline passing, so it counts as DEADLINE_EXCEEDED; any
-/// other status, a CANCELLED for another reason included, is kept as it came.
-fn tonic_deadline_as_deadline_exceeded(status: Status) -> Status {
-    let mut source = std::error::Error::source(&status);
-    while let Some(error) = source {
-        if error.is::<TimeoutExpired>() {
-            return Status::deadline_exceeded(format!(
-                "tonic client deadline passed ({})",
-                status.message()
-            ));
-        }
-        source = error.source();
-    }
-    status
-}
-
-/// `timeout_on_sleeping_server`: FullDuplexCall with a 1 ms deadline ends DEADLINE_EXCEEDED.
+/// `timeout_on_sleeping_server`: FullDuplexCall with a 1 ms deadline ends
+/// DEADLINE_EXCEEDED. What tonic returns is reported as it is.
 pub async fn timeout_on_sleeping_server(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let mut test = c.test.clone();
@@ -853,35 +937,26 @@ pub async fn timeout_on_sleeping_server(c: &Clients) -> Checks {
         ..Default::default()
     };
     if tx.send(first).await.is_err() {
-        checks.fail("FullDuplexCall request stream closed before the request");
+        checks.fail(
+            "status_code",
+            "FullDuplexCall request stream closed before the request",
+        );
         return checks;
     }
     let outcome = async {
         let response = d
             .wait(test.full_duplex_call(d.request(ReceiverStream::new(rx))))
             .await?;
-        let (responses, end) = d.drain(&mut response.into_inner()).await;
-        checks.equal("FullDuplexCall response count", responses.len(), 0);
-        end
+        d.drain(&mut response.into_inner()).await.1
     }
     .await;
-    // A server that sees the deadline pass first resets the stream (RST_STREAM
-    // CANCEL), which can reach the client before its own timer fires. The gRPC
-    // HTTP/2 protocol notes ask clients to re-check their deadline when a call
-    // ends CANCELLED and report DEADLINE_EXCEEDED if it has passed.
-    let outcome = outcome
-        .map_err(tonic_deadline_as_deadline_exceeded)
-        .map_err(|status| {
-            if status.code() == Code::Cancelled && Instant::now() >= d.at {
-                Status::deadline_exceeded(format!(
-                    "cancelled after the deadline passed ({})",
-                    status.message()
-                ))
-            } else {
-                status
-            }
-        });
-    checks.status("FullDuplexCall", outcome, Code::DeadlineExceeded, None);
+    checks.status(
+        "status_code",
+        "FullDuplexCall",
+        outcome,
+        Code::DeadlineExceeded,
+        None,
+    );
     drop(tx);
     checks
 }
@@ -889,7 +964,8 @@ pub async fn timeout_on_sleeping_server(c: &Clients) -> Checks {
 /// `client_compressed_unary`: uncompressed probe refused, compressed and plain calls served.
 ///
 /// tonic compresses every request of a client built with `send_compressed`,
-/// so the per-call choice is two clients on the one channel.
+/// so the per-call choice is two clients on the one channel. The flags of the
+/// request messages, as they left, are read from the wire ([`CallFlags`]).
 pub async fn client_compressed_unary(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let compressed_request = |expect: bool| SimpleRequest {
@@ -903,6 +979,7 @@ pub async fn client_compressed_unary(c: &Clients) -> Checks {
         .wait(plain.unary_call(d.request(compressed_request(true))))
         .await;
     checks.status(
+        "probe.status_code",
         "UnaryCall (expect_compressed, sent uncompressed)",
         probe,
         Code::InvalidArgument,
@@ -911,27 +988,36 @@ pub async fn client_compressed_unary(c: &Clients) -> Checks {
 
     let mut gzip = c.test_gzip.clone();
     let d = Deadline::start(RPC_DEADLINE);
-    let compressed = d
-        .wait(gzip.unary_call(d.request(compressed_request(true))))
-        .await;
-    if let Some(response) = checks.ok("UnaryCall (expect_compressed, sent gzip)", compressed) {
+    let mut request = d.request(compressed_request(true));
+    let flags = CallFlags::record(&mut request);
+    let call = "UnaryCall (expect_compressed, sent gzip)";
+    if let Some(response) = checks.ok("compressed.status", call, d.wait(gzip.unary_call(request)).await) {
         checks.payload(
-            "UnaryCall (sent gzip)",
+            "compressed.",
+            call,
             response.get_ref().payload.as_ref(),
             LARGE_RESPONSE_SIZE,
         );
     }
+    // A check of this client: the probe means nothing unless this request
+    // really left compressed.
+    checks.equal(
+        "compressed.sent_compressed",
+        format_args!("{call}: request messages sent compressed"),
+        flags.sent.all(),
+        vec![true],
+    );
 
     let d = Deadline::start(RPC_DEADLINE);
-    let uncompressed = d
-        .wait(plain.unary_call(d.request(compressed_request(false))))
-        .await;
+    let call = "UnaryCall (expect_compressed=false, sent uncompressed)";
     if let Some(response) = checks.ok(
-        "UnaryCall (no expect_compressed, sent uncompressed)",
-        uncompressed,
+        "uncompressed.status",
+        call,
+        d.wait(plain.unary_call(d.request(compressed_request(false)))).await,
     ) {
         checks.payload(
-            "UnaryCall (sent uncompressed)",
+            "uncompressed.",
+            call,
             response.get_ref().payload.as_ref(),
             LARGE_RESPONSE_SIZE,
         );
@@ -939,43 +1025,52 @@ pub async fn client_compressed_unary(c: &Clients) -> Checks {
     checks
 }
 
-/// `server_compressed_unary`: responses asked compressed and uncompressed both arrive whole.
-///
-/// Only sizes are checked: tonic decompresses transparently and does not tell
-/// the application whether a response message was compressed.
+/// `server_compressed_unary`: responses asked compressed and uncompressed
+/// arrive whole, each with the compressed flag as asked (read from the wire).
 pub async fn server_compressed_unary(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let mut test = c.test.clone();
-    for compressed in [true, false] {
+    for (prefix, compressed) in [("compressed.", true), ("uncompressed.", false)] {
         let call = format!("UnaryCall (response_compressed={compressed})");
         let d = Deadline::start(RPC_DEADLINE);
-        let request = SimpleRequest {
+        let mut request = d.request(SimpleRequest {
             response_compressed: bool_value(compressed),
             ..large_request()
-        };
-        if let Some(response) = checks.ok(&call, d.wait(test.unary_call(d.request(request))).await)
-        {
+        });
+        let flags = CallFlags::record(&mut request);
+        if let Some(response) = checks.ok(
+            &format!("{prefix}status"),
+            &call,
+            d.wait(test.unary_call(request)).await,
+        ) {
             checks.payload(
+                prefix,
                 &call,
                 response.get_ref().payload.as_ref(),
                 LARGE_RESPONSE_SIZE,
+            );
+            checks.equal(
+                &format!("{prefix}response_compressed"),
+                format_args!("{call}: response messages arrived compressed"),
+                flags.received.all(),
+                vec![compressed],
             );
         }
     }
     checks
 }
 
-/// `server_compressed_streaming`: two responses, asked compressed then not, arrive in order.
-///
-/// Only sizes are checked, for the reason given at [`server_compressed_unary`].
+/// `server_compressed_streaming`: two responses, asked compressed then not,
+/// arrive in order with the compressed flags as asked (read from the wire).
 pub async fn server_compressed_streaming(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let mut test = c.test.clone();
     let d = Deadline::start(RPC_DEADLINE);
-    let request = StreamingOutputCallRequest {
+    let asked = [true, false];
+    let mut request = d.request(StreamingOutputCallRequest {
         response_parameters: SERVER_COMPRESSED_STREAM_SIZES
             .iter()
-            .zip([true, false])
+            .zip(asked)
             .map(|(size, compressed)| ResponseParameters {
                 size: *size,
                 compressed: bool_value(compressed),
@@ -983,20 +1078,27 @@ pub async fn server_compressed_streaming(c: &Clients) -> Checks {
             })
             .collect(),
         ..Default::default()
-    };
-    let Some(response) = checks.ok(
-        "StreamingOutputCall",
-        d.wait(test.streaming_output_call(d.request(request))).await,
-    ) else {
+    });
+    let flags = CallFlags::record(&mut request);
+    let call = "StreamingOutputCall";
+    let Some(response) = checks.ok("status", call, d.wait(test.streaming_output_call(request)).await)
+    else {
         return checks;
     };
     let (responses, end) = d.drain(&mut response.into_inner()).await;
-    checks.ok("StreamingOutputCall final", end);
+    checks.ok("status", format_args!("{call} final"), end);
     check_sizes(
         &mut checks,
-        "StreamingOutputCall",
+        "",
+        call,
         &responses,
         &SERVER_COMPRESSED_STREAM_SIZES,
+    );
+    checks.equal(
+        "response_compressed",
+        format_args!("{call}: response messages arrived compressed"),
+        flags.received.all(),
+        asked.to_vec(),
     );
     checks
 }

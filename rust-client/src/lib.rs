@@ -6,7 +6,9 @@
 
 pub mod cases;
 pub mod checks;
+pub mod wire;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Write};
@@ -22,7 +24,8 @@ use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::checks::Checks;
+use crate::checks::{CheckState, Checks};
+use crate::wire::WireChannel;
 
 /// Bound on opening the TCP (and TLS) connection; a call waiting on a dead
 /// address fails after this rather than after its whole deadline.
@@ -118,24 +121,26 @@ impl ClientOptions {
     }
 }
 
-/// The generated clients, all on one channel.
+/// The generated clients, all on one channel, which records the compressed
+/// flag of every message of a call that asks for it ([`wire::CallFlags`]).
 #[derive(Debug, Clone)]
 pub struct Clients {
     /// The channel itself, for calls made below the generated clients.
-    pub channel: Channel,
+    pub channel: WireChannel,
     /// helloworld.Greeter.
-    pub greeter: GreeterClient<Channel>,
+    pub greeter: GreeterClient<WireChannel>,
     /// TestService sending uncompressed requests (accepts gzip responses).
-    pub test: TestServiceClient<Channel>,
+    pub test: TestServiceClient<WireChannel>,
     /// TestService sending gzip-compressed requests (accepts gzip responses).
-    pub test_gzip: TestServiceClient<Channel>,
+    pub test_gzip: TestServiceClient<WireChannel>,
     /// UnimplementedService, which servers do not register.
-    pub unimplemented: UnimplementedServiceClient<Channel>,
+    pub unimplemented: UnimplementedServiceClient<WireChannel>,
 }
 
 impl Clients {
     /// Builds every client on `channel`.
     pub fn new(channel: Channel) -> Self {
+        let channel = WireChannel::new(channel);
         let test =
             TestServiceClient::new(channel.clone()).accept_compressed(CompressionEncoding::Gzip);
         Self {
@@ -172,6 +177,10 @@ pub struct CaseResult {
     pub duration_ms: f64,
     /// Empty when passed; every failed check joined by `; ` when failed; the reason when unsupported.
     pub message: String,
+    /// The checks made, by name (implementations/CONTRACT.md, "Checks").
+    pub checks: BTreeMap<String, CheckState>,
+    /// The checks tonic cannot make, with the reason.
+    pub not_checked: BTreeMap<String, String>,
 }
 
 impl CaseResult {
@@ -181,15 +190,17 @@ impl CaseResult {
     }
 }
 
-/// The last line of a `--result_file`: how many results came before it.
+/// The ready and done lines: `{"event":"ready"}`, `{"event":"done","cases":N}`.
 #[derive(Serialize)]
-struct Done {
+struct Event {
     event: &'static str,
-    cases: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cases: Option<usize>,
 }
 
-/// Where result lines go: `out` (stdout) always, and with `--result_file` a
-/// file too, for containers whose image has no shell to redirect stdout.
+/// Where the protocol lines go: `out` (stdout) always, and with
+/// `--result_file` a file too (result and done lines), for containers whose
+/// image has no shell to redirect stdout.
 #[derive(Debug)]
 pub struct ResultSink<W: Write> {
     out: W,
@@ -215,10 +226,20 @@ impl<W: Write> ResultSink<W> {
         })
     }
 
-    /// Writes one result line to `out` and to the file, each flushed at once, so
-    /// a reader sees every finished case even if the client is killed later.
-    pub fn result(&mut self, result: &CaseResult) -> io::Result<()> {
-        let line = result.json_line();
+    /// Writes `{"event":"ready"}` to `out`: the channel is made, the first case starts.
+    pub fn ready(&mut self) -> io::Result<()> {
+        let line = serde_json::to_string(&Event {
+            event: "ready",
+            cases: None,
+        })
+        .map_err(io::Error::other)?;
+        writeln!(self.out, "{line}")?;
+        self.out.flush()
+    }
+
+    /// Writes one line to `out` and to the file, each flushed at once, so a
+    /// reader sees every finished case even if the client is killed later.
+    fn line(&mut self, line: &str) -> io::Result<()> {
         writeln!(self.out, "{line}")?;
         self.out.flush()?;
         if let Some(file) = &mut self.file {
@@ -226,20 +247,26 @@ impl<W: Write> ResultSink<W> {
             file.write_all(format!("{line}\n").as_bytes())?;
             file.flush()?;
         }
+        Ok(())
+    }
+
+    /// Writes one result line.
+    pub fn result(&mut self, result: &CaseResult) -> io::Result<()> {
+        self.line(&result.json_line())?;
         self.written += 1;
         Ok(())
     }
 
-    /// Ends the file with `{"event":"done","cases":N}`, which tells a reader the
-    /// client finished; `out` gets nothing more.
-    pub fn finish(self) -> io::Result<()> {
-        if let Some(mut file) = self.file {
-            let done = Done {
-                event: "done",
-                cases: self.written,
-            };
-            let line = serde_json::to_string(&done).map_err(io::Error::other)?;
-            file.write_all(format!("{line}\n").as_bytes())?;
+    /// Ends with `{"event":"done","cases":N}`, which tells a reader the client
+    /// finished, on `out` and in the file.
+    pub fn finish(mut self) -> io::Result<()> {
+        let done = serde_json::to_string(&Event {
+            event: "done",
+            cases: Some(self.written),
+        })
+        .map_err(io::Error::other)?;
+        self.line(&done)?;
+        if let Some(file) = self.file {
             file.sync_all()?;
         }
         Ok(())
@@ -249,49 +276,72 @@ impl<W: Write> ResultSink<W> {
 /// Runs `case` in its own task, so a panic becomes a failed result, under [`CASE_GUARD`].
 pub async fn run_case(clients: &Clients, case: Case) -> CaseResult {
     let started = Instant::now();
-    let (outcome, message) = match unsupported_reason(case) {
-        Some(reason) => (Outcome::Unsupported, reason.to_string()),
+    let checks = match unsupported_reason(case) {
+        Some(_) => None,
         None => {
             let clients = clients.clone();
-            guarded(async move { cases::run(case, &clients).await }, CASE_GUARD).await
+            Some(guarded(case, async move { cases::run(case, &clients).await }, CASE_GUARD).await)
         }
     };
     let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    let (outcome, message, made, not_checked) = match (checks, unsupported_reason(case)) {
+        (None, reason) => (
+            Outcome::Unsupported,
+            reason.unwrap_or_default().to_string(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        ),
+        (Some(checks), _) => (
+            if checks.passed() {
+                Outcome::Passed
+            } else {
+                Outcome::Failed
+            },
+            checks.message(),
+            checks.made().clone(),
+            checks.not_checked().clone(),
+        ),
+    };
     CaseResult {
         event: "result",
         case,
         outcome,
         duration_ms,
         message,
+        checks: made,
+        not_checked,
     }
 }
 
 /// Runs a case body as a task bounded by `guard`: a panic or an overrun is a
-/// failure with a message, never a crash or a hang.
+/// failed check (the case's first status check) with a message, never a
+/// crash or a hang.
 async fn guarded(
+    case: Case,
     body: impl Future<Output = Checks> + Send + 'static,
     guard: Duration,
-) -> (Outcome, String) {
+) -> Checks {
     let mut task = tokio::spawn(body);
-    match tokio::time::timeout(guard, &mut task).await {
-        Ok(Ok(checks)) if checks.passed() => (Outcome::Passed, String::new()),
-        Ok(Ok(checks)) => (Outcome::Failed, checks.message()),
-        Ok(Err(error)) if error.is_panic() => (
-            Outcome::Failed,
-            format!("case panicked: {}", panic_text(error.into_panic())),
-        ),
-        Ok(Err(error)) => (
-            Outcome::Failed,
-            format!("case task ended abnormally: {error}"),
-        ),
+    let failure = match tokio::time::timeout(guard, &mut task).await {
+        Ok(Ok(checks)) => return checks,
+        Ok(Err(error)) if error.is_panic() => {
+            format!("case panicked: {}", panic_text(error.into_panic()))
+        }
+        Ok(Err(error)) => format!("case task ended abnormally: {error}"),
         Err(_) => {
             task.abort();
-            (
-                Outcome::Failed,
-                format!("case did not finish within {guard:?}"),
-            )
+            format!("case did not finish within {guard:?}")
         }
-    }
+    };
+    let first_status = case
+        .checks()
+        .iter()
+        .find(|n| n.ends_with("status") || n.ends_with("status_code"))
+        .copied()
+        .unwrap_or("status");
+    let mut checks = Checks::default();
+    checks.fail(first_status, failure);
+    checks
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -311,15 +361,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_case_is_a_failure_with_its_message() {
-        let (outcome, message) = guarded(async { exploding_case() }, Duration::from_secs(5)).await;
-        assert_eq!(outcome, Outcome::Failed);
-        assert_eq!(message, "case panicked: boom");
+    async fn a_panicking_case_is_a_failed_status_check_with_its_message() {
+        let checks = guarded(Case::LargeUnary, async { exploding_case() }, Duration::from_secs(5)).await;
+        assert_eq!(checks.message(), "case panicked: boom");
+        assert_eq!(checks.made()["status"], CheckState::Failed);
     }
 
     #[tokio::test]
     async fn a_hanging_case_is_a_failure_after_the_guard() {
-        let (outcome, message) = guarded(
+        let checks = guarded(
+            Case::StatusCodeAndMessage,
             async {
                 std::future::pending::<()>().await;
                 Checks::default()
@@ -327,28 +378,20 @@ mod tests {
             Duration::from_millis(20),
         )
         .await;
-        assert_eq!(outcome, Outcome::Failed);
-        assert_eq!(message, "case did not finish within 20ms");
+        assert_eq!(checks.message(), "case did not finish within 20ms");
+        assert_eq!(checks.made()["unary.status_code"], CheckState::Failed);
     }
 
-    #[tokio::test]
-    async fn failed_checks_are_joined_and_passes_are_empty() {
-        let (outcome, message) = guarded(async { Checks::default() }, Duration::from_secs(5)).await;
-        assert_eq!((outcome, message.as_str()), (Outcome::Passed, ""));
-        let (outcome, message) = guarded(
-            async {
-                let mut checks = Checks::default();
-                checks.equal("a", 1, 2);
-                checks.equal("b", 3, 4);
-                checks
-            },
-            Duration::from_secs(5),
-        )
-        .await;
-        assert_eq!(
-            (outcome, message.as_str()),
-            (Outcome::Failed, "a = 1, want 2; b = 3, want 4")
-        );
+    fn result(case: Case) -> CaseResult {
+        CaseResult {
+            event: "result",
+            case,
+            outcome: Outcome::Passed,
+            duration_ms: 1.5,
+            message: String::new(),
+            checks: [("status".to_string(), CheckState::Passed)].into(),
+            not_checked: BTreeMap::new(),
+        }
     }
 
     #[test]
@@ -356,15 +399,10 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("rust-client-sink-{}.jsonl", std::process::id()));
         std::fs::write(&path, "stale line of an earlier run\n").expect("seed the file");
-        let result = CaseResult {
-            event: "result",
-            case: Case::EmptyUnary,
-            outcome: Outcome::Passed,
-            duration_ms: 1.5,
-            message: String::new(),
-        };
+        let result = result(Case::EmptyUnary);
         let mut stdout = Vec::new();
         let mut sink = ResultSink::open(&mut stdout, Some(&path)).expect("creates the file");
+        sink.ready().expect("writes");
         sink.result(&result).expect("writes");
         sink.result(&result).expect("writes");
         sink.finish().expect("finishes");
@@ -374,7 +412,7 @@ mod tests {
         let line = result.json_line();
         assert_eq!(
             String::from_utf8(stdout).expect("utf-8"),
-            format!("{line}\n{line}\n")
+            format!("{{\"event\":\"ready\"}}\n{line}\n{line}\n{{\"event\":\"done\",\"cases\":2}}\n")
         );
         assert_eq!(
             file,
@@ -387,7 +425,7 @@ mod tests {
         let mut stdout = Vec::new();
         let sink = ResultSink::open(&mut stdout, None).expect("no file to create");
         sink.finish().expect("finishes");
-        assert!(stdout.is_empty());
+        assert_eq!(stdout, b"{\"event\":\"done\",\"cases\":0}\n");
         let error = ResultSink::open(Vec::new(), Some(Path::new("/nonexistent/dir/r.jsonl")))
             .expect_err("no such folder");
         assert_eq!(
@@ -398,16 +436,14 @@ mod tests {
 
     #[test]
     fn result_line_has_the_contract_fields_in_order() {
-        let result = CaseResult {
-            event: "result",
-            case: Case::LargeUnary,
-            outcome: Outcome::Passed,
-            duration_ms: 3.21,
-            message: String::new(),
-        };
+        let mut result = result(Case::LargeUnary);
+        result.duration_ms = 3.21;
+        result
+            .not_checked
+            .insert("payload_type".into(), "why".into());
         assert_eq!(
             result.json_line(),
-            r#"{"event":"result","case":"large_unary","outcome":"passed","duration_ms":3.21,"message":""}"#
+            r#"{"event":"result","case":"large_unary","outcome":"passed","duration_ms":3.21,"message":"","checks":{"status":"passed"},"not_checked":{"payload_type":"why"}}"#
         );
     }
 }

@@ -85,6 +85,10 @@ async fn run(cases: Vec<Case>, options: ClientOptions, mut sink: ResultSink<Stdo
         }
     };
     let clients = Clients::new(channel);
+    if let Err(error) = sink.ready() {
+        eprintln!("rust-client: cannot write results: {error}");
+        return ExitCode::from(EXIT_FAILED);
+    }
     let mut any_failed = false;
     for case in cases {
         let result = run_case(&clients, case).await;

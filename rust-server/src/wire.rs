@@ -1,9 +1,9 @@
 //! What tonic's handler API does not expose, taken from the HTTP/2 exchange itself.
 //!
 //! * Whether each request message arrived compressed: tonic decompresses
-//!   transparently, so [`FrameFlagBody`] reads the 5-byte gRPC message prefixes
-//!   (byte 0 = compressed flag, bytes 1..5 = big-endian length) of the request
-//!   body as it streams past and records one flag per message in
+//!   transparently, so [`FrameFlagBody`] (shared with the client, in
+//!   `grpc_interop::wire`) reads the 5-byte gRPC message prefixes of the
+//!   request body as it streams past and records one flag per message in
 //!   [`RequestFrameFlags`], which rides in the request extensions to the handler.
 //! * Trailing metadata on a successful call: tonic ends every successful
 //!   response with trailers built from `Status::ok("")` and offers no way to add
@@ -16,12 +16,12 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+pub use grpc_interop::wire::{FrameFlagBody, FrameFlags as RequestFrameFlags, FrameScanner};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;
@@ -31,127 +31,12 @@ pub const ECHO_INITIAL: HeaderName = HeaderName::from_static("x-grpc-test-echo-i
 /// Request header echoed back in the response trailers.
 pub const ECHO_TRAILING_BIN: HeaderName = HeaderName::from_static("x-grpc-test-echo-trailing-bin");
 
-/// Length of the prefix in front of every gRPC message: flag byte + u32 length.
-const PREFIX_LEN: usize = 5;
-
 /// Status fields that belong in trailers when a trailers-only response is split.
 const STATUS_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("grpc-status"),
     HeaderName::from_static("grpc-message"),
     HeaderName::from_static("grpc-status-details-bin"),
 ];
-
-/// Incremental parser of the gRPC length-prefixed message framing.
-///
-/// Bytes may arrive in chunks of any size: a prefix or a message split over
-/// several chunks, or several messages in one chunk, are all handled.
-#[derive(Debug, Default)]
-pub struct FrameScanner {
-    prefix: [u8; PREFIX_LEN],
-    prefix_len: usize,
-    payload_left: u64,
-}
-
-impl FrameScanner {
-    /// Consumes `data`, calling `on_message(compressed)` once per message prefix completed.
-    pub fn feed(&mut self, mut data: &[u8], mut on_message: impl FnMut(bool)) {
-        while !data.is_empty() {
-            if self.payload_left > 0 {
-                let skip = usize::try_from(self.payload_left)
-                    .map_or(data.len(), |left| left.min(data.len()));
-                data = &data[skip..];
-                self.payload_left -= skip as u64;
-                continue;
-            }
-            let take = (PREFIX_LEN - self.prefix_len).min(data.len());
-            self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&data[..take]);
-            self.prefix_len += take;
-            data = &data[take..];
-            if self.prefix_len == PREFIX_LEN {
-                self.prefix_len = 0;
-                on_message(self.prefix[0] != 0);
-                let [_, a, b, c, d] = self.prefix;
-                self.payload_left = u64::from(u32::from_be_bytes([a, b, c, d]));
-            }
-        }
-    }
-}
-
-/// The compressed flag of every request message seen so far, in arrival order.
-///
-/// Shared between the body wrapper (writer) and the handler (reader). The
-/// decoder can only hand message `i` to the handler after the prefix of
-/// message `i` went through the wrapper, so the flag is always there in time.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFrameFlags(Arc<Mutex<Vec<bool>>>);
-
-impl RequestFrameFlags {
-    /// Whether request message `index` (0-based) arrived compressed; `None` if not seen yet.
-    pub fn compressed(&self, index: usize) -> Option<bool> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(index)
-            .copied()
-    }
-
-    fn push(&self, compressed: bool) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(compressed);
-    }
-}
-
-/// Request body wrapper that records per-message compressed flags.
-#[derive(Debug)]
-pub struct FrameFlagBody<B> {
-    inner: B,
-    scanner: FrameScanner,
-    flags: RequestFrameFlags,
-}
-
-impl<B> FrameFlagBody<B> {
-    /// Wraps `inner`, recording into `flags`.
-    pub fn new(inner: B, flags: RequestFrameFlags) -> Self {
-        Self {
-            inner,
-            scanner: FrameScanner::default(),
-            flags,
-        }
-    }
-}
-
-impl<B> HttpBody for FrameFlagBody<B>
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                let flags = &this.flags;
-                this.scanner.feed(data, |compressed| flags.push(compressed));
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 /// Response body wrapper that adds one header to the trailers frame.
 #[derive(Debug)]
@@ -300,49 +185,4 @@ fn echo(
         })
     };
     http::Response::from_parts(parts, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(compressed: bool, len: usize) -> Vec<u8> {
-        let mut out = vec![u8::from(compressed)];
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend(std::iter::repeat_n(0xa5, len));
-        out
-    }
-
-    fn scan(chunks: &[&[u8]]) -> Vec<bool> {
-        let mut scanner = FrameScanner::default();
-        let mut seen = Vec::new();
-        for chunk in chunks {
-            scanner.feed(chunk, |c| seen.push(c));
-        }
-        seen
-    }
-
-    #[test]
-    fn scanner_reads_flags_at_every_split_point() {
-        let mut wire = frame(true, 7);
-        wire.extend(frame(false, 0));
-        wire.extend(frame(false, 3));
-        wire.extend(frame(true, 300));
-        let want = vec![true, false, false, true];
-        assert_eq!(scan(&[&wire]), want);
-        for cut in 0..=wire.len() {
-            let (a, b) = wire.split_at(cut);
-            assert_eq!(scan(&[a, b]), want, "split at {cut}");
-        }
-        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
-        assert_eq!(scan(&bytes), want);
-    }
-
-    #[test]
-    fn scanner_skips_payload_bytes_that_look_like_prefixes() {
-        // A payload made of bytes 1,0,0,0,0 must not be read as a prefix.
-        let mut wire = vec![0, 0, 0, 0, 5, 1, 0, 0, 0, 0];
-        wire.extend(frame(true, 1));
-        assert_eq!(scan(&[&wire]), vec![false, true]);
-    }
 }

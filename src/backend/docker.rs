@@ -21,10 +21,13 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Backend, BoxFuture, ClientHandle, Next, ServerHandle, Settings, Target};
+use super::{
+    Backend, BackendError, BoxFuture, ClientHandle, Exit, Next, ServerHandle, Settings, Target,
+};
 use crate::cases::Case;
 use crate::manifest::{DockerSpec, Implementation, Template};
-use crate::process::{LogTail, is_protocol_line};
+use crate::process::LogTail;
+use crate::protocol::is_protocol_line;
 
 /// Label on everything the docker backend creates.
 pub const LABEL: &str = "com.polyglot-grpc-interop.runner";
@@ -192,13 +195,13 @@ impl Docker {
         let _ = self.api.remove_network(&self.network).await;
     }
 
-    fn spec<'a>(&self, imp: &'a Implementation) -> Result<&'a DockerSpec, String> {
+    fn spec<'a>(&self, imp: &'a Implementation) -> Result<&'a DockerSpec, BackendError> {
         imp.docker.as_ref().ok_or_else(|| {
-            format!(
+            BackendError::Config(format!(
                 "{} has no [docker] section in {}",
                 imp.name,
                 imp.source.display()
-            )
+            ))
         })
     }
 
@@ -294,7 +297,7 @@ impl Backend for Docker {
         "docker"
     }
 
-    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), String>> {
+    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let spec = self.spec(imp)?;
             let (name, tag) = split_image(&spec.image);
@@ -315,7 +318,7 @@ impl Backend for Docker {
                     .await;
             match built {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!(
+                Ok(Err(e)) => Err(BackendError::Build(format!(
                     "building image {} from {} failed: {e:#}{}",
                     spec.image,
                     spec.dockerfile,
@@ -324,11 +327,11 @@ impl Backend for Docker {
                     } else {
                         ""
                     }
-                )),
-                Err(_) => Err(format!(
+                ))),
+                Err(_) => Err(BackendError::Build(format!(
                     "building image {} took longer than {:?}",
                     spec.image, self.settings.build_timeout
-                )),
+                ))),
             }
         })
     }
@@ -336,13 +339,13 @@ impl Backend for Docker {
     fn start_server<'a>(
         &'a self,
         imp: &'a Implementation,
-    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, BackendError>> {
         Box::pin(async move {
             let spec = self.spec(imp)?;
             let role = imp
                 .server
                 .as_ref()
-                .ok_or_else(|| format!("{} has no server", imp.name))?;
+                .ok_or_else(|| BackendError::Config(format!("{} has no server", imp.name)))?;
             let name = self.container_name(&format!("server-{}", imp.name));
             let mut argv = Template {
                 port: SERVER_PORT.to_string(),
@@ -363,12 +366,12 @@ impl Backend for Docker {
                 request = request.with_label(k, v);
             }
             let container = request.start().await.map_err(|e| {
-                format!(
+                BackendError::Start(format!(
                     "server {} ({}) did not start in image {}: {e}",
                     imp.name,
                     argv.join(" "),
                     spec.image
-                )
+                ))
             })?;
             let logs = LogTail::default();
             let echo = self
@@ -414,13 +417,13 @@ impl Backend for Docker {
         server: &'a str,
         target: &'a Target,
         cases: &'a [Case],
-    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, BackendError>> {
         Box::pin(async move {
             let spec = self.spec(imp)?;
             let role = imp
                 .client
                 .as_ref()
-                .ok_or_else(|| format!("{} has no client", imp.name))?;
+                .ok_or_else(|| BackendError::Config(format!("{} has no client", imp.name)))?;
             let template = Template {
                 host: target.host.clone(),
                 port: target.port.to_string(),
@@ -442,11 +445,11 @@ impl Backend for Docker {
                 request = request.with_label(k, v);
             }
             let container = request.start().await.map_err(|e| {
-                format!(
+                BackendError::Start(format!(
                     "client {} ({}) did not start: {e}",
                     imp.name,
                     argv.join(" ")
-                )
+                ))
             })?;
             let logs = LogTail::default();
             let (tx, lines) = mpsc::unbounded_channel();
@@ -539,11 +542,11 @@ impl ClientHandle for DockerClient {
         })
     }
 
-    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<String>> {
+    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<Exit>> {
         Box::pin(async move {
             loop {
                 if let Some(code) = self.exit_code().await {
-                    return Some(format!("exit status {code}"));
+                    return Some(Exit::Code(code));
                 }
                 if Instant::now() >= deadline {
                     return None;
@@ -553,11 +556,9 @@ impl ClientHandle for DockerClient {
         })
     }
 
-    fn stop(&mut self) -> BoxFuture<'_, String> {
+    fn stop(&mut self) -> BoxFuture<'_, Option<Exit>> {
         Box::pin(async move {
-            let Some(c) = self.container.take() else {
-                return "removed".to_string();
-            };
+            let c = self.container.take()?;
             let grace = i32::try_from(self.grace.as_secs().max(1)).unwrap_or(2);
             let _ = c.stop_with_timeout(Some(grace)).await;
             let id = c.id().to_string();
@@ -569,10 +570,7 @@ impl ClientHandle for DockerClient {
                 .and_then(|s| s.state)
                 .and_then(|s| s.exit_code);
             let _ = c.rm().await;
-            match code {
-                Some(code) => format!("exit status {code}"),
-                None => "stopped".to_string(),
-            }
+            code.map(Exit::Code)
         })
     }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::cases::Case;
 use crate::manifest::Implementation;
-pub use crate::process::Next;
+pub use crate::process::{Exit, Next};
 
 pub mod docker;
 pub mod native;
@@ -40,6 +40,23 @@ pub struct Settings {
     pub verbose: bool,
 }
 
+/// Why a backend could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The manifest lacks what this backend needs (a role, a docker section).
+    #[error("{0}")]
+    Config(String),
+    /// A build step failed or did not finish in time.
+    #[error("{0}")]
+    Build(String),
+    /// A server or client could not be started or never got ready.
+    #[error("{0}")]
+    Start(String),
+    /// The run was cancelled while waiting.
+    #[error("interrupted")]
+    Interrupted,
+}
+
 /// A started server.
 pub trait ServerHandle: Send {
     /// Address for clients of this backend.
@@ -56,10 +73,10 @@ pub trait ServerHandle: Send {
 pub trait ClientHandle: Send {
     /// Next protocol line on its stdout, until `deadline`.
     fn next_line(&mut self, deadline: Instant) -> BoxFuture<'_, Next>;
-    /// Waits for it to exit until `deadline`; describes the exit.
-    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<String>>;
-    /// Stops it (grace period, then kill); describes the exit.
-    fn stop(&mut self) -> BoxFuture<'_, String>;
+    /// Waits for it to exit until `deadline`; `None` if it is still running.
+    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<Exit>>;
+    /// Stops it (grace period, then kill); `None` when the exit is unknown.
+    fn stop(&mut self) -> BoxFuture<'_, Option<Exit>>;
     /// Last lines of its logs.
     fn logs(&self, lines: usize) -> Vec<String>;
 }
@@ -68,13 +85,13 @@ pub trait ClientHandle: Send {
 pub trait Backend: Send + Sync {
     /// `native` or `docker`.
     fn name(&self) -> &'static str;
-    /// Builds what the implementation needs; the error is for humans.
-    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), String>>;
+    /// Builds what the implementation needs.
+    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), BackendError>>;
     /// Starts the implementation's server and waits until it is ready.
     fn start_server<'a>(
         &'a self,
         imp: &'a Implementation,
-    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>>;
+    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, BackendError>>;
     /// Starts the implementation's client on `cases` against `target`.
     fn start_client<'a>(
         &'a self,
@@ -82,45 +99,14 @@ pub trait Backend: Send + Sync {
         server: &'a str,
         target: &'a Target,
         cases: &'a [Case],
-    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, String>>;
+    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, BackendError>>;
     /// Releases run-wide resources (networks, ...). Called on every exit path.
     fn finish(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
 }
 
-/// Parses the readiness line of a server: `{"event":"listening","port":N,...}`.
-pub fn parse_listening(line: &str) -> Option<u16> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v.get("event")?.as_str()? != "listening" {
-        return None;
-    }
-    u16::try_from(v.get("port")?.as_u64()?)
-        .ok()
-        .filter(|p| *p != 0)
-}
-
 /// Formats the last lines of a log for a failure report.
 pub fn tail_text(name: &str, lines: &[String]) -> Vec<String> {
     lines.iter().map(|l| format!("[{name}] {l}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listening_lines() {
-        assert_eq!(
-            parse_listening(r#"{"event":"listening","port":40123,"tls":false}"#),
-            Some(40123)
-        );
-        assert_eq!(parse_listening(r#"{"event":"listening","port":0}"#), None);
-        assert_eq!(parse_listening(r#"{"event":"result","port":1}"#), None);
-        assert_eq!(
-            parse_listening(r#"{"event":"listening","port":70000}"#),
-            None
-        );
-        assert_eq!(parse_listening("listening on 1"), None);
-    }
 }

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use tokio::time::Instant;
 
 use super::{
-    Backend, BoxFuture, ClientHandle, Next, ServerHandle, Settings, Target, parse_listening,
+    Backend, BackendError, BoxFuture, ClientHandle, Exit, Next, ServerHandle, Settings, Target,
 };
 use crate::cases::Case;
 use crate::manifest::{Implementation, Template};
 use crate::process::{Child, Spec, describe};
+use crate::protocol::{self, Line};
 
 /// Runs servers and clients as local processes.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ impl Backend for Native {
         "native"
     }
 
-    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), String>> {
+    fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let cargo_vars: Vec<String> = std::env::vars()
                 .map(|(k, _)| k)
@@ -83,26 +84,26 @@ impl Backend for Native {
                     env_remove: &cargo_vars,
                     echo_logs: self.settings.verbose,
                 })
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| BackendError::Build(e.to_string()))?;
                 let deadline = Instant::now() + self.settings.build_timeout;
                 while let Next::Line(_) = child.next_line(deadline).await {}
                 let status = child.wait_until(deadline).await;
                 if status.is_none() {
                     child.stop(self.settings.stop_grace).await;
-                    return Err(format!(
+                    return Err(BackendError::Build(format!(
                         "{name} ({}) did not finish within {:?}\n{}",
                         argv.join(" "),
                         self.settings.build_timeout,
                         child.logs().last(30).join("\n")
-                    ));
+                    )));
                 }
                 if !status.is_some_and(|s| s.success()) {
-                    return Err(format!(
+                    return Err(BackendError::Build(format!(
                         "{name} ({}) failed: {}\n{}",
                         argv.join(" "),
                         describe(status),
                         child.logs().last(30).join("\n")
-                    ));
+                    )));
                 }
             }
             Ok(())
@@ -112,12 +113,12 @@ impl Backend for Native {
     fn start_server<'a>(
         &'a self,
         imp: &'a Implementation,
-    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, BackendError>> {
         Box::pin(async move {
             let role = imp
                 .server
                 .as_ref()
-                .ok_or_else(|| format!("{} has no server", imp.name))?;
+                .ok_or_else(|| BackendError::Config(format!("{} has no server", imp.name)))?;
             let mut argv = Template {
                 port: "0".to_string(),
                 ..self.template()
@@ -135,12 +136,12 @@ impl Backend for Native {
                 env_remove: &[],
                 echo_logs: self.settings.verbose,
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| BackendError::Start(e.to_string()))?;
             let deadline = Instant::now() + self.settings.ready_timeout;
             loop {
                 match child.next_line(deadline).await {
                     Next::Line(line) => {
-                        if let Some(port) = parse_listening(&line) {
+                        if let Ok(Line::Listening { port }) = protocol::parse(&line) {
                             return Ok(
                                 Box::new(NativeServer { child, port }) as Box<dyn ServerHandle>
                             );
@@ -151,21 +152,21 @@ impl Backend for Native {
                             .wait_until(Instant::now() + self.settings.stop_grace)
                             .await;
                         child.stop(self.settings.stop_grace).await;
-                        return Err(format!(
+                        return Err(BackendError::Start(format!(
                             "{name} ({}) exited before it was ready: {}\n{}",
                             argv.join(" "),
                             describe(status),
                             child.logs().last(20).join("\n")
-                        ));
+                        )));
                     }
                     Next::Deadline => {
                         child.stop(self.settings.stop_grace).await;
-                        return Err(format!(
+                        return Err(BackendError::Start(format!(
                             "{name} ({}) printed no readiness line within {:?}\n{}",
                             argv.join(" "),
                             self.settings.ready_timeout,
                             child.logs().last(20).join("\n")
-                        ));
+                        )));
                     }
                 }
             }
@@ -178,12 +179,12 @@ impl Backend for Native {
         server: &'a str,
         target: &'a Target,
         cases: &'a [Case],
-    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, BackendError>> {
         Box::pin(async move {
             let role = imp
                 .client
                 .as_ref()
-                .ok_or_else(|| format!("{} has no client", imp.name))?;
+                .ok_or_else(|| BackendError::Config(format!("{} has no client", imp.name)))?;
             let template = Template {
                 host: target.host.clone(),
                 port: target.port.to_string(),
@@ -202,7 +203,7 @@ impl Backend for Native {
                 env_remove: &[],
                 echo_logs: self.settings.verbose,
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| BackendError::Start(e.to_string()))?;
             Ok(Box::new(NativeClient {
                 child,
                 grace: self.settings.stop_grace,
@@ -250,17 +251,12 @@ impl ClientHandle for NativeClient {
         Box::pin(self.child.next_line(deadline))
     }
 
-    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<String>> {
-        Box::pin(async move {
-            self.child
-                .wait_until(deadline)
-                .await
-                .map(|s| describe(Some(s)))
-        })
+    fn wait(&mut self, deadline: Instant) -> BoxFuture<'_, Option<Exit>> {
+        Box::pin(async move { self.child.wait_until(deadline).await.map(Exit::of) })
     }
 
-    fn stop(&mut self) -> BoxFuture<'_, String> {
-        Box::pin(async move { describe(self.child.stop(self.grace).await) })
+    fn stop(&mut self) -> BoxFuture<'_, Option<Exit>> {
+        Box::pin(async move { self.child.stop(self.grace).await.map(Exit::of) })
     }
 
     fn logs(&self, lines: usize) -> Vec<String> {

@@ -30,7 +30,7 @@ pub fn escape(text: &str) -> String {
 }
 
 const STYLE: &str = r#"
-:root { --pass:#2e9d4f; --fail:#d33c3c; --timeout:#e08a1e; --unsup:#9aa3ad; --setup:#7b3fb8; }
+:root { --pass:#2e9d4f; --partial:#93c9a3; --fail:#d33c3c; --timeout:#e08a1e; --unsup:#9aa3ad; --setup:#7b3fb8; }
 * { box-sizing: border-box; }
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px; color:#1d2330; background:#f6f7f9; }
 h1 { font-size: 22px; margin: 0 0 4px; }
@@ -38,7 +38,7 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 .totals { display:flex; gap:10px; flex-wrap:wrap; margin-bottom: 20px; }
 .total { background:#fff; border-radius:8px; padding:10px 14px; min-width:110px; box-shadow:0 1px 2px rgba(0,0,0,.08); }
 .total .n { font-size: 24px; font-weight: 700; display:block; }
-.total.passed .n { color: var(--pass); } .total.failed .n { color: var(--fail); }
+.total.passed .n { color: var(--pass); } .total.passed_partial .n { color: #4f9a66; } .total.failed .n { color: var(--fail); }
 .total.timed_out .n { color: var(--timeout); } .total.unsupported .n { color: var(--unsup); }
 .total.setup_error .n { color: var(--setup); }
 .verdict { font-weight:700; padding:2px 8px; border-radius:4px; color:#fff; }
@@ -51,7 +51,9 @@ table.grid { border-collapse: collapse; font-size: 12px; }
 table.grid th { font-weight: 600; color:#5b6472; padding: 2px 4px; text-align:center; }
 table.grid th.row { text-align:right; }
 table.grid td { width: 54px; height: 26px; text-align:center; color:#fff; border:2px solid #fff; border-radius:4px; font-size: 11px; }
-td.passed { background: var(--pass); } td.failed { background: var(--fail); } td.timed_out { background: var(--timeout); }
+td.passed { background: var(--pass); } td.passed_partial { background: var(--partial); color:#14301d; }
+td.failed { background: var(--fail); } td.timed_out { background: var(--timeout); }
+td.problem { outline: 3px solid var(--fail); outline-offset: -3px; }
 td.unsupported { background: var(--unsup); } td.setup_error { background: var(--setup); } td.none { background:#e7e9ed; }
 .corner { font-size: 10px; color:#8a93a0; }
 details { background:#fff; border-left: 4px solid var(--fail); border-radius:4px; margin: 6px 0; padding: 6px 10px; }
@@ -140,13 +142,14 @@ pub fn render(
             "<div class=\"total {0}\"><span class=\"n\" id=\"count-{0}\">{1}</span>{2}</div>",
             o.name(),
             totals.count(o),
-            o.name().replace('_', " ")
+            o.words()
         );
     }
     let _ = writeln!(h, "</div>");
     let _ = writeln!(
         h,
         "<div class=\"legend\"><span><i style=\"background:var(--pass)\"></i>passed</span>\
+         <span><i style=\"background:var(--partial)\"></i>passed partial (a check not made)</span>\
          <span><i style=\"background:var(--fail)\"></i>failed</span>\
          <span><i style=\"background:var(--timeout)\"></i>timed out</span>\
          <span><i style=\"background:var(--unsup)\"></i>unsupported</span>\
@@ -182,20 +185,22 @@ pub fn render(
                             } else {
                                 short_duration(r.duration)
                             };
-                            let title = format!(
-                                "{} — {}{}",
-                                r.id,
-                                r.outcome.name(),
-                                if r.message.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(": {}", r.message)
-                                }
-                            );
+                            let mut title = format!("{} — {}", r.id, r.tag().to_lowercase());
+                            if !r.message.is_empty() {
+                                title.push_str(&format!(": {}", r.message));
+                            }
+                            for (check, reason) in &r.not_checked {
+                                title.push_str(&format!("\nnot checked: {check}: {reason}"));
+                            }
+                            let failed = r.failed_checks();
+                            if !failed.is_empty() {
+                                title.push_str(&format!("\nfailed checks: {}", failed.join(", ")));
+                            }
                             let _ = write!(
                                 h,
-                                "<td class=\"cell {}\" data-outcome=\"{}\" title=\"{}\">{}</td>",
+                                "<td class=\"cell {}{}\" data-outcome=\"{}\" title=\"{}\">{}</td>",
                                 css_class(r.outcome),
+                                if r.is_ok() { "" } else { " problem" },
                                 r.outcome.name(),
                                 escape(&title),
                                 escape(&label)
@@ -218,15 +223,11 @@ pub fn render(
     for r in problems {
         let _ = writeln!(
             h,
-            "<details class=\"{}\"><summary>{} — {} after {}{}</summary><pre>{}</pre>{}</details>",
+            "<details class=\"{}\"><summary>{} — {} after {}</summary><pre>{}</pre>{}</details>",
             css_class(r.outcome),
             escape(&r.id.path()),
-            r.outcome.name(),
+            escape(&r.tag().to_lowercase()),
             short_duration(r.duration),
-            r.known_failure
-                .as_ref()
-                .map(|k| format!(" (known failure: {})", escape(k)))
-                .unwrap_or_default(),
             escape(&r.message),
             if r.logs.is_empty() {
                 String::new()
@@ -234,6 +235,20 @@ pub fn render(
                 format!("<pre>{}</pre>", escape(&r.logs.join("\n")))
             }
         );
+    }
+    let not_checked = crate::model::not_checked_reasons(results);
+    if !not_checked.is_empty() {
+        let _ = writeln!(h, "<h2 id=\"not-checked\">checks not made</h2><ul class=\"not-checked\">");
+        for ((client, case, check, reason), n) in not_checked {
+            let _ = writeln!(
+                h,
+                "<li>client <b>{}</b>: <code>{case}</code> <code>{}</code> ({n}): {}</li>",
+                escape(client),
+                escape(check),
+                escape(reason)
+            );
+        }
+        let _ = writeln!(h, "</ul>");
     }
     let unsupported = crate::model::unsupported_reasons(results);
     if !unsupported.is_empty() {
@@ -286,16 +301,17 @@ mod tests {
     #[test]
     fn page_is_self_contained_escaped_and_counts_cells() {
         let cell = |client: &str, case, outcome, message: &str| CellResult {
-            id: CellId {
-                client: client.into(),
-                server: "go".into(),
-                case,
-            },
-            outcome,
             duration: Duration::from_millis(5),
-            message: message.into(),
-            known_failure: None,
             logs: vec!["<log>".into()],
+            ..CellResult::not_run(
+                CellId {
+                    client: client.into(),
+                    server: "go".into(),
+                    case,
+                },
+                outcome,
+                message,
+            )
         };
         let results = [
             cell("rust", Case::EmptyUnary, Outcome::Passed, ""),
@@ -308,6 +324,7 @@ mod tests {
         ];
         let page = render(None, &results, Duration::from_secs(1), false);
         assert!(page.contains("id=\"count-cells\">2<"), "{page}");
+        assert!(page.contains("id=\"count-passed_partial\">0<"), "{page}");
         assert!(page.contains("id=\"count-passed\">1<"));
         assert!(page.contains("id=\"count-failed\">1<"));
         assert!(page.contains("got &lt;b&gt; &amp; want &quot;c&quot;"));

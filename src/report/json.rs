@@ -1,17 +1,23 @@
 //! The JSON report: one file with the run's metadata and every cell.
 //!
-//! Schema (`schema` = `polyglot-grpc-interop/report/v1`):
+//! Schema (`schema` = `polyglot-grpc-interop/report/v2`):
 //! ```text
 //! {
-//!   "schema": "polyglot-grpc-interop/report/v1",
+//!   "schema": "polyglot-grpc-interop/report/v2",
 //!   "run": { "backend", "tls", "shard"?, "implementations": [{name, library, version, server, client}],
 //!            "clients": [..], "servers": [..], "cases": [..], "cells": N, "started_unix": secs },
 //!   "duration_ms": f64, "interrupted": bool, "ok": bool,
-//!   "totals": { cells, passed, failed, timed_out, unsupported, setup_error, known_failures, unexpected_passes },
-//!   "cells": [ { client, server, case, outcome, duration_ms, message, known_failure?, logs? } ]
+//!   "totals": { cells, passed, passed_partial, failed, timed_out, unsupported, setup_error,
+//!               known_failures, races, unexpected_passes, unexpectedly_supported },
+//!   "cells": [ { client, server, case, outcome, duration_ms, message,
+//!                checks?: {name: "passed"|"failed"}, not_checked?: {name: reason},
+//!                unsupported?: declared reason, known_failure?: {reason, library?, accepts},
+//!                logs? } ]
 //! }
 //! ```
-//! `outcome` is one of passed, failed, timed_out, unsupported, setup_error.
+//! `outcome` is one of passed, passed_partial, failed, timed_out, unsupported,
+//! setup_error. `passed_partial`: passed, with the checks in `not_checked`
+//! not made. `accepts` is failed, timed_out, setup_error or race.
 
 use std::path::PathBuf;
 
@@ -21,7 +27,7 @@ use serde::Serialize;
 use crate::model::{CellResult, Event, Reporter, RunInfo, Totals};
 
 /// Identifies the format of the file.
-pub const SCHEMA: &str = "polyglot-grpc-interop/report/v1";
+pub const SCHEMA: &str = "polyglot-grpc-interop/report/v2";
 
 #[derive(Serialize)]
 struct Report<'a> {

@@ -5,9 +5,80 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::model::{CellResult, Event, Outcome, Reporter};
+use crate::model::{CellResult, Event, Outcome, Problem, Reporter};
+use crate::protocol::CheckState;
+
+/// The JUnit status of a cell: success, skipped (unsupported, or a known
+/// failure that failed as its entry says), failure or error.
+fn status_of(r: &CellResult) -> TestCaseStatus {
+    let non_success = |kind, ty: &str, message: String| {
+        let mut s = TestCaseStatus::non_success(kind);
+        s.set_message(message);
+        s.set_type(ty);
+        if !r.logs.is_empty() {
+            s.set_description(r.logs.join("\n"));
+        }
+        s
+    };
+    match r.problem() {
+        Some(Problem::UnexpectedPass) => {
+            non_success(NonSuccessKind::Failure, "unexpected_pass", r.tag())
+        }
+        Some(Problem::UnexpectedlySupported) => {
+            non_success(NonSuccessKind::Failure, "unexpectedly_supported", r.tag())
+        }
+        Some(Problem::OtherOutcome | Problem::NotPassed) => {
+            let kind = if r.outcome == Outcome::Failed {
+                NonSuccessKind::Failure
+            } else {
+                NonSuccessKind::Error
+            };
+            let message = if r.known_failure.is_some() {
+                format!("{}: {}", r.tag(), r.message)
+            } else {
+                r.message.clone()
+            };
+            non_success(kind, r.outcome.name(), message)
+        }
+        None if r.outcome == Outcome::Unsupported => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(format!("unsupported: {}", r.message));
+            s
+        }
+        None if !r.outcome.is_pass() => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(format!("{}: {}", r.tag(), r.message));
+            s
+        }
+        None => TestCaseStatus::success(),
+    }
+}
+
+/// Properties of a test case: its outcome, the checks made and not made,
+/// and its known-failure entry.
+fn properties(r: &CellResult) -> Vec<(String, String)> {
+    let mut props = vec![("outcome".to_string(), r.outcome.name().to_string())];
+    for (check, state) in r.checks.iter().flatten() {
+        let state = match state {
+            CheckState::Passed => "passed",
+            CheckState::Failed => "failed",
+        };
+        props.push((format!("check.{check}"), state.to_string()));
+    }
+    for (check, reason) in &r.not_checked {
+        props.push((format!("not_checked.{check}"), reason.clone()));
+    }
+    if let Some(k) = &r.known_failure {
+        props.push(("known_failure".to_string(), k.describe()));
+        props.push(("known_failure.accepts".to_string(), k.accepts.name().to_string()));
+    }
+    if let Some(reason) = &r.unsupported {
+        props.push(("declared_unsupported".to_string(), reason.clone()));
+    }
+    props
+}
 
 /// Builds the XML of a finished run.
 pub fn to_string(results: &[CellResult], duration: std::time::Duration) -> anyhow::Result<String> {
@@ -17,46 +88,13 @@ pub fn to_string(results: &[CellResult], duration: std::time::Duration) -> anyho
         let suite = suites
             .entry((r.id.client.clone(), r.id.server.clone()))
             .or_insert_with(|| TestSuite::new(suite_name.clone()));
-        let status = match (r.outcome, &r.known_failure) {
-            (Outcome::Passed, Some(reason)) => {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(format!("listed as a known failure ({reason}) but passed"));
-                s.set_type("unexpected_pass");
-                s
-            }
-            (Outcome::Passed, None) => TestCaseStatus::success(),
-            (Outcome::Unsupported, _) => {
-                let mut s = TestCaseStatus::skipped();
-                s.set_message(format!("unsupported: {}", r.message));
-                s
-            }
-            (o, Some(reason)) => {
-                let mut s = TestCaseStatus::skipped();
-                s.set_message(format!(
-                    "known failure ({reason}): {}: {}",
-                    o.name(),
-                    r.message
-                ));
-                s
-            }
-            (o, None) => {
-                let kind = if o == Outcome::Failed {
-                    NonSuccessKind::Failure
-                } else {
-                    NonSuccessKind::Error
-                };
-                let mut s = TestCaseStatus::non_success(kind);
-                s.set_message(r.message.clone());
-                s.set_type(o.name());
-                if !r.logs.is_empty() {
-                    s.set_description(r.logs.join("\n"));
-                }
-                s
-            }
-        };
+        let status = status_of(r);
         let mut case = TestCase::new(r.id.case.name(), status);
         case.set_classname(suite_name);
         case.set_time(r.duration);
+        for (name, value) in properties(r) {
+            case.add_property(Property::new(name, value));
+        }
         suite.add_test_case(case);
     }
     let mut report = Report::new("polyglot-grpc-interop");
@@ -100,16 +138,16 @@ mod tests {
     #[test]
     fn one_testcase_per_cell_with_failures_and_skips() {
         let cell = |client: &str, case, outcome, message: &str| CellResult {
-            id: CellId {
-                client: client.into(),
-                server: "go".into(),
-                case,
-            },
-            outcome,
             duration: Duration::from_millis(5),
-            message: message.into(),
-            known_failure: None,
-            logs: vec![],
+            ..CellResult::not_run(
+                CellId {
+                    client: client.into(),
+                    server: "go".into(),
+                    case,
+                },
+                outcome,
+                message,
+            )
         };
         let results = [
             cell("rust", Case::EmptyUnary, Outcome::Passed, ""),
@@ -131,9 +169,21 @@ mod tests {
                 Outcome::TimedOut,
                 "no result within 20 s",
             ),
+            CellResult {
+                not_checked: [("response_compressed".to_string(), "cannot see".to_string())].into(),
+                ..cell("python", Case::ServerCompressedStreaming, Outcome::PassedPartial, "")
+            },
         ];
         let xml = to_string(&results, Duration::from_secs(1)).unwrap();
-        assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
+        assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
+        assert!(
+            xml.contains(r#"<property name="outcome" value="passed_partial"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="not_checked.response_compressed" value="cannot see"/>"#),
+            "{xml}"
+        );
         assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
         assert!(
             xml.contains(r#"<testcase name="large_unary" classname="client=rust/server=go""#),

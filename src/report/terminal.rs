@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::cases::{Case, CaseGroup};
-use crate::model::{CellResult, Event, Outcome, Reporter, RunInfo, Totals};
+use crate::model::{Accepts, CellResult, Event, Outcome, Reporter, RunInfo, Totals};
 
 /// Width of one pairing column of the case grid.
 const COL: usize = 10;
@@ -49,13 +49,15 @@ impl Terminal {
         let filled = (self.done.cells * width).checked_div(total).unwrap_or(0);
         write!(
             p,
-            "\r\x1b[2K[{}{}] {}/{} cells  {}{} {}{} {}{} {}{}  {:.1} s",
+            "\r\x1b[2K[{}{}] {}/{} cells  {}{} {}{} {}{} {}{} {}{}  {:.1} s",
             "#".repeat(filled),
             " ".repeat(width - filled),
             self.done.cells,
             total,
             Outcome::Passed.mark(),
             self.done.passed,
+            Outcome::PassedPartial.mark(),
+            self.done.passed_partial,
             Outcome::Failed.mark(),
             self.done.failed,
             Outcome::TimedOut.mark(),
@@ -239,31 +241,24 @@ pub fn render(
         }
     }
     writeln!(out)?;
-    writeln!(
-        out,
-        "legend: {} passed  {} failed  {} timed out  {} unsupported  {} setup error  · not run",
-        Outcome::Passed.mark(),
-        Outcome::Failed.mark(),
-        Outcome::TimedOut.mark(),
-        Outcome::Unsupported.mark(),
-        Outcome::SetupError.mark()
-    )?;
+    let legend: Vec<String> = Outcome::ALL
+        .iter()
+        .map(|o| format!("{} {}", o.mark(), o.words()))
+        .collect();
+    writeln!(out, "legend: {}  · not run", legend.join("  "))?;
 
     let problems: Vec<&CellResult> = results.iter().filter(|r| r.is_problem()).collect();
     if !problems.is_empty() {
         writeln!(out)?;
         writeln!(out, "failures ({}):", problems.len())?;
         for r in problems {
-            let tag = match (&r.known_failure, r.outcome) {
-                (Some(reason), Outcome::Passed) => {
-                    format!("UNEXPECTED PASS (listed as known failure: {reason})")
-                }
-                (Some(reason), o) => {
-                    format!("{} (known failure: {reason})", o.name().to_uppercase())
-                }
-                (None, o) => o.name().to_uppercase(),
-            };
-            writeln!(out, "  {} {tag} after {}", r.id, short_duration(r.duration))?;
+            writeln!(
+                out,
+                "  {} {} after {}",
+                r.id,
+                r.tag(),
+                short_duration(r.duration)
+            )?;
             for line in r.message.lines() {
                 writeln!(out, "      {line}")?;
             }
@@ -273,6 +268,34 @@ pub fn render(
                     writeln!(out, "        {line}")?;
                 }
             }
+        }
+    }
+    let races: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| r.known_failure.as_ref().is_some_and(|k| k.accepts == Accepts::Race))
+        .filter(|r| !r.is_problem())
+        .collect();
+    if !races.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "races (either outcome accepted, known-failures.toml):")?;
+        for r in races {
+            writeln!(out, "  {} {}", r.id, r.tag())?;
+        }
+    }
+    let not_checked = crate::model::not_checked_reasons(results);
+    if !not_checked.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "checks not made ({} partial):",
+            Outcome::PassedPartial.mark()
+        )?;
+        for ((client, case, check, reason), n) in not_checked {
+            writeln!(
+                out,
+                "  client {client}: {case} {check} ({n} cell{}): {reason}",
+                if n == 1 { "" } else { "s" }
+            )?;
         }
     }
     let unsupported = crate::model::unsupported_reasons(results);
@@ -289,25 +312,27 @@ pub fn render(
     }
     let t = Totals::of(results);
     writeln!(out)?;
+    let extra = |n: usize, what: &str| {
+        if n > 0 {
+            format!(", {n} {what}")
+        } else {
+            String::new()
+        }
+    };
     writeln!(
         out,
-        "{} cells: {} passed, {} failed, {} timed out, {} unsupported, {} setup errors{}{} in {:.1} s{}",
+        "{} cells: {} passed, {} passed partial, {} failed, {} timed out, {} unsupported, {} setup errors{}{}{}{} in {:.1} s{}",
         t.cells,
         t.passed,
+        t.passed_partial,
         t.failed,
         t.timed_out,
         t.unsupported,
         t.setup_error,
-        if t.known_failures > 0 {
-            format!(", {} known failures", t.known_failures)
-        } else {
-            String::new()
-        },
-        if t.unexpected_passes > 0 {
-            format!(", {} unexpected passes", t.unexpected_passes)
-        } else {
-            String::new()
-        },
+        extra(t.known_failures, "known failures"),
+        extra(t.races, "of them races"),
+        extra(t.unexpected_passes, "unexpected passes"),
+        extra(t.unexpectedly_supported, "unexpectedly supported"),
         duration.as_secs_f64(),
         if interrupted {
             " (INTERRUPTED: results are partial)"
@@ -327,16 +352,17 @@ mod tests {
 
     fn cell(client: &str, server: &str, case: Case, outcome: Outcome, message: &str) -> CellResult {
         CellResult {
-            id: CellId {
-                client: client.into(),
-                server: server.into(),
-                case,
-            },
-            outcome,
             duration: Duration::from_millis(3),
-            message: message.into(),
-            known_failure: None,
             logs: vec!["[client go] boom".into()],
+            ..CellResult::not_run(
+                CellId {
+                    client: client.into(),
+                    server: server.into(),
+                    case,
+                },
+                outcome,
+                message,
+            )
         }
     }
 
@@ -403,7 +429,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "3 cells: 1 passed, 1 failed, 0 timed out, 1 unsupported, 0 setup errors in 2.0 s"
+                "3 cells: 1 passed, 0 passed partial, 1 failed, 0 timed out, 1 unsupported, 0 setup errors in 2.0 s"
             ),
             "{text}"
         );

@@ -51,7 +51,7 @@ pub fn ensure_built() {
             rt.block_on(async {
                 let backend = Native::new(&root(), settings(false));
                 for imp in impls() {
-                    backend.prepare(&imp).await?;
+                    backend.prepare(&imp).await.map_err(|e| e.to_string())?;
                 }
                 Ok(())
             })

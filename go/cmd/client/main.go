@@ -1,5 +1,7 @@
 // Command client runs the interop cases of implementations/CONTRACT.md
-// against a server and prints one JSON result line per case on stdout.
+// against a server and prints, on stdout, one JSON object per line:
+// {"event":"ready"} once the channel is made, one result line per case, then
+// {"event":"done","cases":N}.
 //
 // Exit status: 0 when no case failed (unsupported is not a failure), 1 when
 // any case failed, 2 on bad usage or setup.
@@ -7,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,7 +65,7 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	useTLS := fs.Bool("use_tls", false, "connect with TLS, trusting only --tls_ca_file")
 	override := fs.String("server_host_override", "foo.test.google.fr", "name for TLS server name indication and certificate verification")
 	caFile := fs.String("tls_ca_file", caDefault(), "CA certificate trusted with --use_tls")
-	resultFile := fs.String("result_file", "", `also write every result line to this file (created or truncated), then {"event":"done","cases":N}`)
+	resultFile := fs.String("result_file", "", `also write every result line and the done line to this file (created or truncated)`)
 	// The flag package prints a multi-line usage on errors; the contract
 	// wants one line, so errors are returned and usage shown only for -h.
 	fs.SetOutput(io.Discard)
@@ -110,17 +111,22 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 
 	// Opened last, so a usage error above leaves an existing file alone.
 	var file *os.File
+	results := out // result and done lines; the ready line goes to out only
 	if *resultFile != "" {
 		file, err = os.Create(*resultFile)
 		if err != nil {
 			return false, usageError{fmt.Errorf("create result file: %w", err)}
 		}
 		defer func() { _ = file.Close() }()
-		// An *os.File is unbuffered: each result line reaches the file in one
-		// write, at once, as on stdout.
-		out = io.MultiWriter(out, file)
+		// An *os.File is unbuffered, and WriteLine makes one Write per line,
+		// which io.MultiWriter hands whole to each writer: every line reaches
+		// stdout and the file at once.
+		results = io.MultiWriter(out, file)
 	}
 
+	if err := interop.WriteLine(out, event{Event: "ready"}); err != nil {
+		return false, fmt.Errorf("write ready line: %w", err)
+	}
 	clients := interop.NewClients(cc)
 	ctx := context.Background()
 	for _, tc := range cases {
@@ -128,32 +134,29 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 		if res.Outcome == interop.OutcomeFailed {
 			failed = true
 		}
-		if err := interop.WriteResult(out, res); err != nil {
+		if err := interop.WriteResult(results, res); err != nil {
 			return failed, fmt.Errorf("write result: %w", err)
 		}
 	}
+	if err := interop.WriteLine(results, done{Event: "done", Cases: len(cases)}); err != nil {
+		return failed, fmt.Errorf("write done line: %w", err)
+	}
 	if file != nil {
-		if err := writeDone(file, len(cases)); err != nil {
+		if err := file.Sync(); err != nil {
 			return failed, fmt.Errorf("finish result file: %w", err)
 		}
 	}
 	return failed, nil
 }
 
-// done is the last line of a --result_file: how many results came before it,
-// which tells a reader that the client finished.
+// event is a line with nothing but its event: {"event":"ready"}.
+type event struct {
+	Event string `json:"event"`
+}
+
+// done is the last line: how many result lines came before it, which tells
+// a reader that the client finished.
 type done struct {
 	Event string `json:"event"`
 	Cases int    `json:"cases"`
-}
-
-func writeDone(f *os.File, cases int) error {
-	line, err := json.Marshal(done{Event: "done", Cases: cases})
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		return err
-	}
-	return f.Sync()
 }

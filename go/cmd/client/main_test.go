@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,57 +35,79 @@ func TestBadUsageIsExitTwo(t *testing.T) {
 	}
 }
 
-// TestResultLines runs two cases against an in-process server and checks
-// the printed lines.
-func TestResultLines(t *testing.T) {
+// serve starts an interop server with greeting on a loopback port for the
+// test's life and returns the port.
+func serve(t *testing.T, greeting string) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := interop.NewServer("Hi")
+	srv := interop.NewServer(greeting)
 	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+	t.Cleanup(srv.Stop)
+	return strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+}
 
+// lines splits printed output into its lines, each ended by "\n".
+func lines(t *testing.T, out string) []string {
+	t.Helper()
+	if !strings.HasSuffix(out, "\n") {
+		t.Fatalf("output does not end with a newline:\n%s", out)
+	}
+	return strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+}
+
+// TestResultLines runs two cases against an in-process server and checks
+// the printed lines: ready, one result per case, done.
+func TestResultLines(t *testing.T) {
+	port := serve(t, "Hi")
 	var out strings.Builder
 	failed, err := run([]string{"--server_host", "127.0.0.1", "--server_port", port, "--test_case", "empty_unary,greeter_unary"}, &out)
 	if err != nil || !failed {
 		t.Fatalf("run = failed %t, %v; want failed true (greeter_unary against a Hi server), nil", failed, err)
 	}
-	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("run printed %d lines, want 2:\n%s", len(lines), out.String())
+	got := lines(t, out.String())
+	if len(got) != 4 {
+		t.Fatalf("run printed %d lines, want 4 (ready, 2 results, done):\n%s", len(got), out.String())
+	}
+	if got[0] != `{"event":"ready"}` {
+		t.Errorf("line 1 = %s, want the ready line", got[0])
+	}
+	if got[3] != `{"event":"done","cases":2}` {
+		t.Errorf("line 4 = %s, want the done line with cases 2", got[3])
 	}
 	want := []interop.Result{
-		{Event: "result", Case: "empty_unary", Outcome: "passed"},
-		{Event: "result", Case: "greeter_unary", Outcome: "failed", Message: `SayHello message = "Hi interop", want "Hello interop"`},
+		{Event: "result", Case: "empty_unary", Outcome: "passed",
+			Checks: map[string]string{"status": "passed"}, NotChecked: map[string]string{}},
+		{Event: "result", Case: "greeter_unary", Outcome: "failed", Message: `SayHello message = "Hi interop", want "Hello interop"`,
+			Checks: map[string]string{"status": "passed", "message": "failed", "index": "passed"}, NotChecked: map[string]string{}},
 	}
-	for i, line := range lines {
-		var got interop.Result
-		if err := json.Unmarshal([]byte(line), &got); err != nil {
-			t.Fatalf("line %d %q: %v", i+1, line, err)
+	for i, line := range got[1:3] {
+		var res interop.Result
+		if err := json.Unmarshal([]byte(line), &res); err != nil {
+			t.Fatalf("line %d %q: %v", i+2, line, err)
 		}
-		if got.DurationMS <= 0 {
-			t.Errorf("line %d duration_ms = %v, want > 0", i+1, got.DurationMS)
+		if res.DurationMS <= 0 {
+			t.Errorf("line %d duration_ms = %v, want > 0", i+2, res.DurationMS)
 		}
-		got.DurationMS = 0
-		if got != want[i] {
-			t.Errorf("line %d = %+v, want %+v", i+1, got, want[i])
+		res.DurationMS = 0
+		if !reflect.DeepEqual(res, want[i]) {
+			t.Errorf("line %d = %+v, want %+v", i+2, res, want[i])
+		}
+		// The contract's field order.
+		keys := regexp.MustCompile(`^\{"event":.*,"case":.*,"outcome":.*,"duration_ms":.*,"message":.*,"checks":\{.*\},"not_checked":\{\}\}$`)
+		if !keys.MatchString(line) {
+			t.Errorf("line %d = %s, want the fields event, case, outcome, duration_ms, message, checks, not_checked in that order", i+2, line)
 		}
 	}
 }
 
-// TestResultFile checks that --result_file gets the stdout lines, then the
-// done line, and replaces what the file held before.
+// TestResultFile checks that --result_file gets the result lines and the
+// done line as printed on stdout, but not the ready line, and replaces what
+// the file held before.
 func TestResultFile(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := interop.NewServer(interop.DefaultGreeting)
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+	port := serve(t, interop.DefaultGreeting)
 	path := filepath.Join(t.TempDir(), "results.jsonl")
 	if err := os.WriteFile(path, []byte("stale\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -94,15 +118,16 @@ func TestResultFile(t *testing.T) {
 	if err != nil || failed {
 		t.Fatalf("run = failed %t, %v; want false, nil", failed, err)
 	}
-	got, err := os.ReadFile(path)
+	file, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := out.String() + `{"event":"done","cases":2}` + "\n"; string(got) != want {
-		t.Errorf("result file =\n%s\nwant\n%s", got, want)
+	stdout := lines(t, out.String())
+	if len(stdout) != 4 || stdout[0] != `{"event":"ready"}` || stdout[3] != `{"event":"done","cases":2}` {
+		t.Fatalf("stdout =\n%s\nwant ready, 2 results, done", out.String())
 	}
-	if n := strings.Count(out.String(), "\n"); n != 2 {
-		t.Errorf("stdout has %d lines, want 2 (no done line):\n%s", n, out.String())
+	if want := strings.Join(stdout[1:], "\n") + "\n"; string(file) != want {
+		t.Errorf("result file =\n%s\nwant the stdout lines but the ready line:\n%s", file, want)
 	}
 }
 
