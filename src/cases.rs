@@ -240,11 +240,18 @@ mod tests {
             "/implementations/CONTRACT.md"
         ))
         .unwrap();
-        let table = &contract[contract.find("| case | checks |").expect("the checks table")..];
+        let table = &contract[contract
+            .find("| case | checks |")
+            .expect("the checks table")..];
         let mut rows = 0;
         for line in table.lines().skip(2).take_while(|l| l.starts_with("| `")) {
             let mut cells = line.split(" | ");
-            let case: Case = cells.next().unwrap().trim_matches(['|', ' ', '`']).parse().unwrap();
+            let case: Case = cells
+                .next()
+                .unwrap()
+                .trim_matches(['|', ' ', '`'])
+                .parse()
+                .unwrap();
             // A row may explain some of its names in parentheses after the list.
             let names = cells.next().unwrap().split(" (").next().unwrap();
             let listed: Vec<&str> = names

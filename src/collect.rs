@@ -63,9 +63,9 @@ fn read_file(path: &Path, since: SystemTime) -> Option<FileState> {
                 }
             }
             Ok(Line::Done { cases }) => state.done = Some(cases),
-            Ok(other) => state
-                .notes
-                .push(format!("[collect] unexpected line in a result file: {other:?}")),
+            Ok(other) => state.notes.push(format!(
+                "[collect] unexpected line in a result file: {other:?}"
+            )),
             Err(e) => state
                 .notes
                 .push(format!("[collect] unreadable line ({e}): {line}")),
@@ -159,14 +159,19 @@ pub async fn collect(
     }
     for ((client, server), cells) in by_pairing {
         let file = result_file(dir, &client, &server);
-        let manifest = manifests.get(client.as_str()).copied().unwrap_or(Path::new("?"));
+        let manifest = manifests
+            .get(client.as_str())
+            .copied()
+            .unwrap_or(Path::new("?"));
         let state = states.get(&(client.clone(), server.clone()));
         let mut results: Vec<CellResult> = cells
             .iter()
-            .map(|cell| match state.and_then(|s| s.results.get(cell.id.case.name())) {
-                Some(line) => judge(cell, line, manifest, Duration::ZERO),
-                None => missing(cell, state, &file, timeout),
-            })
+            .map(
+                |cell| match state.and_then(|s| s.results.get(cell.id.case.name())) {
+                    Some(line) => judge(cell, line, manifest, Duration::ZERO),
+                    None => missing(cell, state, &file, timeout),
+                },
+            )
             .collect();
         if let Some(state) = state.filter(|s| s.done.is_some()) {
             // `None`: not checked (no --exit-codes); `Some(None)`: asked for, missing.
@@ -176,12 +181,8 @@ pub async fn collect(
                     .and_then(|c| c.get(&format!("{client}-to-{server}")))
                     .map(|c| Exit::Code(*c))
             });
-            let problems = runner::cross_check(
-                state.result_lines,
-                state.reported_failed,
-                state.done,
-                exit,
-            );
+            let problems =
+                runner::cross_check(state.result_lines, state.reported_failed, state.done, exit);
             runner::fail_for(&mut results, &problems, &state.notes);
         }
         for r in results {
@@ -192,7 +193,12 @@ pub async fn collect(
 }
 
 /// The result of a cell whose file has no line for it.
-fn missing(cell: &PlannedCell, state: Option<&FileState>, file: &Path, timeout: Duration) -> CellResult {
+fn missing(
+    cell: &PlannedCell,
+    state: Option<&FileState>,
+    file: &Path,
+    timeout: Duration,
+) -> CellResult {
     let (outcome, message) = match state {
         None => (
             Outcome::SetupError,
@@ -307,9 +313,26 @@ mod tests {
         // b→a: the declared unsupported cell passed: unexpectedly supported.
         // b→b: no file.
         let files = [
-            ("a", "a", format!("{}{}{}", line(eu, None), line(lu, Some("x")), done(2))),
-            ("a", "b", format!("{}{}{}", line(eu, None), line(lu, Some("size = 1, want 314159")), done(2))),
-            ("b", "a", format!("{}{}{}", line(eu, None), line(lu, None), done(2))),
+            (
+                "a",
+                "a",
+                format!("{}{}{}", line(eu, None), line(lu, Some("x")), done(2)),
+            ),
+            (
+                "a",
+                "b",
+                format!(
+                    "{}{}{}",
+                    line(eu, None),
+                    line(lu, Some("size = 1, want 314159")),
+                    done(2)
+                ),
+            ),
+            (
+                "b",
+                "a",
+                format!("{}{}{}", line(eu, None), line(lu, None), done(2)),
+            ),
         ];
         for (c, s, text) in &files {
             std::fs::write(result_file(dir.path(), c, s), text).unwrap();
@@ -318,7 +341,13 @@ mod tests {
         let got: Vec<(String, Case, Outcome)> = summary
             .results
             .iter()
-            .map(|r| (format!("{}>{}", r.id.client, r.id.server), r.id.case, r.outcome))
+            .map(|r| {
+                (
+                    format!("{}>{}", r.id.client, r.id.server),
+                    r.id.case,
+                    r.outcome,
+                )
+            })
             .collect();
         use Outcome::*;
         assert_eq!(
@@ -336,7 +365,10 @@ mod tests {
         );
         assert_eq!(summary.results[1].message, "server a: cannot [shown: x]");
         assert_eq!(summary.results[3].message, "size = 1, want 314159");
-        assert_eq!(summary.results[5].problem(), Some(Problem::UnexpectedlySupported));
+        assert_eq!(
+            summary.results[5].problem(),
+            Some(Problem::UnexpectedlySupported)
+        );
         assert!(!summary.ok());
     }
 
@@ -349,7 +381,11 @@ mod tests {
             cases: Some("empty_unary,ping_pong".into()),
             ..Default::default()
         };
-        std::fs::write(result_file(dir.path(), "b", "b"), line(Case::EmptyUnary, None)).unwrap();
+        std::fs::write(
+            result_file(dir.path(), "b", "b"),
+            line(Case::EmptyUnary, None),
+        )
+        .unwrap();
         let summary = collected(dir.path(), sel, None, Duration::from_millis(400)).await;
         assert_eq!(summary.results[0].outcome, Outcome::Passed);
         assert_eq!(summary.results[1].outcome, Outcome::TimedOut);
@@ -376,7 +412,13 @@ mod tests {
         .unwrap();
         let codes = dir.path().join("exit-codes.json");
         std::fs::write(&codes, r#"{"a-to-b": 1, "b-to-b": 0}"#).unwrap();
-        let summary = collected(dir.path(), sel.clone(), Some(&codes), Duration::from_secs(5)).await;
+        let summary = collected(
+            dir.path(),
+            sel.clone(),
+            Some(&codes),
+            Duration::from_secs(5),
+        )
+        .await;
         let messages: Vec<(Outcome, &str)> = summary
             .results
             .iter()
@@ -385,17 +427,31 @@ mod tests {
         assert_eq!(
             messages,
             [
-                (Outcome::Failed, "the client ended with exit status 1 after its results, want exit status 0 (this case was reported passed)"),
-                (Outcome::Failed, "the client ended with exit status 1 after its results, want exit status 0 (this case was reported passed)"),
-                (Outcome::Failed, "the client's done line counts 3 results, but it printed 2 (this case was reported passed)"),
-                (Outcome::Failed, "the client's done line counts 3 results, but it printed 2 (this case was reported passed)"),
+                (
+                    Outcome::Failed,
+                    "the client ended with exit status 1 after its results, want exit status 0 (this case was reported passed)"
+                ),
+                (
+                    Outcome::Failed,
+                    "the client ended with exit status 1 after its results, want exit status 0 (this case was reported passed)"
+                ),
+                (
+                    Outcome::Failed,
+                    "the client's done line counts 3 results, but it printed 2 (this case was reported passed)"
+                ),
+                (
+                    Outcome::Failed,
+                    "the client's done line counts 3 results, but it printed 2 (this case was reported passed)"
+                ),
             ]
         );
         // Asked for but never written: the exit status is unknown, which fails.
         std::fs::remove_file(&codes).unwrap();
         let summary = collected(dir.path(), sel, Some(&codes), Duration::from_millis(400)).await;
         assert!(
-            summary.results[0].message.starts_with("the client ended with exit unknown"),
+            summary.results[0]
+                .message
+                .starts_with("the client ended with exit unknown"),
             "{}",
             summary.results[0].message
         );

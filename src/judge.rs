@@ -59,7 +59,13 @@ fn read(case: Case, line: &ResultLine) -> Reading {
                 } else {
                     format!(
                         "the result made no check (not made: {})",
-                        list(&line.not_checked.keys().map(String::as_str).collect::<Vec<_>>())
+                        list(
+                            &line
+                                .not_checked
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                        )
                     )
                 });
             }
@@ -201,7 +207,10 @@ mod tests {
     }
 
     fn all_passed(case: Case) -> Vec<(&'static str, CheckState)> {
-        case.checks().iter().map(|n| (*n, CheckState::Passed)).collect()
+        case.checks()
+            .iter()
+            .map(|n| (*n, CheckState::Passed))
+            .collect()
     }
 
     fn judged(p: &PlannedCell, l: &ResultLine) -> CellResult {
@@ -211,7 +220,14 @@ mod tests {
     #[test]
     fn a_full_pass_passes_and_a_pass_with_a_check_not_made_is_partial() {
         let p = planned(Case::LargeUnary, None, None);
-        let r = judged(&p, &line(Case::LargeUnary, Reported::Passed, &all_passed(Case::LargeUnary)));
+        let r = judged(
+            &p,
+            &line(
+                Case::LargeUnary,
+                Reported::Passed,
+                &all_passed(Case::LargeUnary),
+            ),
+        );
         assert_eq!((r.outcome, r.message.as_str()), (Outcome::Passed, ""));
         let case = Case::ServerCompressedStreaming;
         let mut l = line(case, Reported::Passed, &all_passed(case));
@@ -246,17 +262,27 @@ mod tests {
         checks[1].1 = CheckState::Failed;
         let r = judged(&p, &line(case, Reported::Passed, &checks));
         assert_eq!(r.outcome, Outcome::Failed);
-        assert!(r.message.contains("says passed, but these checks failed: payload_size"), "{}", r.message);
+        assert!(
+            r.message
+                .contains("says passed, but these checks failed: payload_size"),
+            "{}",
+            r.message
+        );
         let r = judged(&p, &line(case, Reported::Passed, &all_passed(case)[..2]));
         assert!(
-            r.message.contains("without making payload_body, payload_type and without saying why"),
+            r.message
+                .contains("without making payload_body, payload_type and without saying why"),
             "{}",
             r.message
         );
         let mut checks = all_passed(case);
         checks.push(("payload_colour", CheckState::Passed));
         let r = judged(&p, &line(case, Reported::Failed, &checks));
-        assert!(r.message.contains("does not make: payload_colour"), "{}", r.message);
+        assert!(
+            r.message.contains("does not make: payload_colour"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -264,7 +290,14 @@ mod tests {
         let case = Case::LargeUnary;
         let r = judged(
             &planned(case, None, None),
-            &line(case, Reported::Failed, &[("status", CheckState::Passed), ("payload_size", CheckState::Failed)]),
+            &line(
+                case,
+                Reported::Failed,
+                &[
+                    ("status", CheckState::Passed),
+                    ("payload_size", CheckState::Failed),
+                ],
+            ),
         );
         assert_eq!(
             (r.outcome, r.message.as_str()),
@@ -278,16 +311,31 @@ mod tests {
         let case = Case::ClientCompressedUnary;
         // Server side declared: the client plays; failing shows it.
         let p = planned(case, None, Some("cannot see compression"));
-        let r = judged(&p, &line(case, Reported::Failed, &[("probe.status_code", CheckState::Failed)]));
+        let r = judged(
+            &p,
+            &line(
+                case,
+                Reported::Failed,
+                &[("probe.status_code", CheckState::Failed)],
+            ),
+        );
         assert_eq!(r.outcome, Outcome::Unsupported);
-        assert!(r.message.starts_with("server s: cannot see compression [shown: "), "{}", r.message);
+        assert!(
+            r.message
+                .starts_with("server s: cannot see compression [shown: "),
+            "{}",
+            r.message
+        );
         // Passing in full: unexpectedly supported.
         let r = judged(&p, &line(case, Reported::Passed, &all_passed(case)));
         assert_eq!(r.outcome, Outcome::Passed);
         assert_eq!(r.problem(), Some(Problem::UnexpectedlySupported));
         // Passing with a check not made: not shown either way, stays unsupported.
         let mut l = line(case, Reported::Passed, &all_passed(case));
-        l.checks.as_mut().unwrap().remove("compressed.sent_compressed");
+        l.checks
+            .as_mut()
+            .unwrap()
+            .remove("compressed.sent_compressed");
         l.not_checked
             .insert("compressed.sent_compressed".into(), "cannot see".into());
         let r = judged(&p, &l);

@@ -251,8 +251,7 @@ impl CellResult {
     /// Whether the cell belongs in a report's failure list: it counts against
     /// the verdict, or it is a known failure that still fails as it should.
     pub fn is_problem(&self) -> bool {
-        self.problem().is_some()
-            || (self.known_failure.is_some() && !self.outcome.is_pass())
+        self.problem().is_some() || (self.known_failure.is_some() && !self.outcome.is_pass())
     }
 
     /// Whether a known failure (not a race) unexpectedly passed.
@@ -263,10 +262,23 @@ impl CellResult {
     /// How a report names the cell's state in its failure list, e.g.
     /// `FAILED`, `UNEXPECTEDLY SUPPORTED (declared: ...)`.
     pub fn tag(&self) -> String {
-        let outcome = self.outcome.words().to_uppercase();
+        self.tag_with(self.outcome.words().to_uppercase())
+    }
+
+    /// [`CellResult::tag`] in lower case, the reasons as they are.
+    pub fn tag_lower(&self) -> String {
+        self.tag_with(self.outcome.words().to_string())
+            .replacen("UNEXPECTED PASS", "unexpected pass", 1)
+            .replacen("UNEXPECTEDLY SUPPORTED", "unexpectedly supported", 1)
+    }
+
+    fn tag_with(&self, outcome: String) -> String {
         match (self.problem(), &self.known_failure) {
             (Some(Problem::UnexpectedPass), Some(k)) => {
-                format!("UNEXPECTED PASS (listed as a known failure: {})", k.describe())
+                format!(
+                    "UNEXPECTED PASS (listed as a known failure: {})",
+                    k.describe()
+                )
             }
             (Some(Problem::OtherOutcome), Some(k)) => format!(
                 "{outcome} (listed as a known failure that is {}: {})",
@@ -319,7 +331,12 @@ pub fn not_checked_reasons(results: &[CellResult]) -> BTreeMap<(&str, Case, &str
     for r in results {
         for (check, reason) in &r.not_checked {
             *groups
-                .entry((r.id.client.as_str(), r.id.case, check.as_str(), reason.as_str()))
+                .entry((
+                    r.id.client.as_str(),
+                    r.id.case,
+                    check.as_str(),
+                    reason.as_str(),
+                ))
                 .or_default() += 1;
         }
     }
@@ -502,7 +519,11 @@ mod tests {
         assert!(cell(Passed, Some(Accepts::Race)).is_ok());
         assert!(cell(Failed, Some(Accepts::Race)).is_ok());
         assert!(!cell(TimedOut, Some(Accepts::Race)).is_ok());
-        assert!(cell(Passed, Some(Accepts::Race)).tag().contains("race, either outcome accepted"));
+        assert!(
+            cell(Passed, Some(Accepts::Race))
+                .tag()
+                .contains("race, either outcome accepted")
+        );
         assert!(cell(Failed, Some(Accepts::Race)).is_problem());
         assert!(!cell(Passed, Some(Accepts::Race)).is_problem());
     }

@@ -193,7 +193,10 @@ mod tests {
             Err(LineError::UnknownEvent("finished".into()))
         );
         let err = parse(r#"{"event":"result","case":"x","outcome":"great"}"#).unwrap_err();
-        assert!(err.to_string().starts_with("bad \"result\" line: "), "{err}");
+        assert!(
+            err.to_string().starts_with("bad \"result\" line: "),
+            "{err}"
+        );
         assert!(parse(r#"{"event":"done"}"#).is_err());
     }
 }

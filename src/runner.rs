@@ -176,7 +176,6 @@ pub(crate) fn run_info(
     }
 }
 
-
 /// How long a client may take, after its last result line, to print its
 /// done line and exit. Both come at once from a working client.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -192,7 +191,12 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Summary {
     let started = Instant::now();
-    sink.emit(&Event::RunStarted(run_info(backend.name(), impls, plan, opts)));
+    sink.emit(&Event::RunStarted(run_info(
+        backend.name(),
+        impls,
+        plan,
+        opts,
+    )));
     let by_name: BTreeMap<&str, &Implementation> =
         impls.iter().map(|i| (i.name.as_str(), i)).collect();
     let pairings = pairings(plan);
@@ -333,7 +337,11 @@ async fn play(
             });
         if let Some(message) = setup_error {
             for cell in cells {
-                sink.finish_cell(CellResult::not_run(cell.id, Outcome::SetupError, message.clone()));
+                sink.finish_cell(CellResult::not_run(
+                    cell.id,
+                    Outcome::SetupError,
+                    message.clone(),
+                ));
             }
             continue;
         }
@@ -498,7 +506,8 @@ impl Pairing {
                         }
                     }
                     Ok(Line::Listening { .. }) => {
-                        t.notes.push(format!("[runner] a client printed a server's line: {text}"));
+                        t.notes
+                            .push(format!("[runner] a client printed a server's line: {text}"));
                     }
                     Err(e) => t
                         .notes
@@ -567,7 +576,9 @@ impl Pairing {
             match client.next_line(until).await {
                 Next::Line(text) => match protocol::parse(&text) {
                     Ok(Line::Done { cases }) => t.done = Some(cases),
-                    Ok(_) => t.notes.push(format!("[runner] a line after the last result: {text}")),
+                    Ok(_) => t
+                        .notes
+                        .push(format!("[runner] a line after the last result: {text}")),
                     Err(e) => t
                         .notes
                         .push(format!("[runner] unreadable protocol line ({e}): {text}")),
@@ -697,7 +708,10 @@ mod tests {
     #[test]
     fn cross_checks_of_a_finished_process() {
         assert!(cross_check(2, true, Some(2), Some(Some(Exit::Code(1)))).is_empty());
-        assert!(cross_check(2, false, Some(2), None).is_empty(), "exit not checked");
+        assert!(
+            cross_check(2, false, Some(2), None).is_empty(),
+            "exit not checked"
+        );
         assert_eq!(
             cross_check(2, true, Some(2), Some(Some(Exit::Code(0)))),
             ["the client ended with exit status 0 after its results, want exit status 1"]
@@ -727,9 +741,17 @@ mod tests {
         };
         let mut results = vec![
             CellResult::not_run(id(crate::cases::Case::EmptyUnary), Outcome::Passed, ""),
-            CellResult::not_run(id(crate::cases::Case::LargeUnary), Outcome::Unsupported, "server s: x"),
+            CellResult::not_run(
+                id(crate::cases::Case::LargeUnary),
+                Outcome::Unsupported,
+                "server s: x",
+            ),
         ];
-        fail_for(&mut results, &["the client printed no done line".into()], &["log".into()]);
+        fail_for(
+            &mut results,
+            &["the client printed no done line".into()],
+            &["log".into()],
+        );
         assert_eq!(results[0].outcome, Outcome::Failed);
         assert_eq!(
             results[0].message,

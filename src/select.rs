@@ -434,7 +434,10 @@ mod tests {
             case,
         };
         let entry = kf.get(&id("python", Case::PingPong)).unwrap();
-        assert_eq!((entry.reason.as_str(), entry.accepts), ("issue 9", Accepts::Failed));
+        assert_eq!(
+            (entry.reason.as_str(), entry.accepts),
+            ("issue 9", Accepts::Failed)
+        );
         assert!(kf.get(&id("go", Case::PingPong)).is_none());
         assert!(kf.get(&id("python", Case::EmptyUnary)).is_none());
         let kf = KnownFailures::parse(

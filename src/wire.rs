@@ -70,7 +70,10 @@ impl FrameFlags {
 
     /// Every flag seen so far.
     pub fn all(&self) -> Vec<bool> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn push(&self, compressed: bool) {

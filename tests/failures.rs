@@ -180,11 +180,26 @@ async fn a_hanging_or_crashing_client_costs_one_case_each_and_the_rest_still_run
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("hung-once");
     let script = dir.path().join("flaky-client.sh");
+    // Each case's result names every check of its row, passed.
+    let checks_of: String = Case::all()
+        .into_iter()
+        .map(|case| {
+            let checks: Vec<String> = case
+                .checks()
+                .iter()
+                .map(|n| format!("\\\"{n}\\\":\\\"passed\\\""))
+                .collect();
+            format!("  {case}) checks=\"{{{}}}\" ;;\n", checks.join(","))
+        })
+        .collect();
     std::fs::write(
         &script,
         format!(
             r#"cases="$1"; first="${{cases%%,*}}"
-echo "{{\"event\":\"result\",\"case\":\"$first\",\"outcome\":\"passed\",\"duration_ms\":1,\"message\":\"\"}}"
+case "$first" in
+{checks_of}esac
+echo '{{"event":"ready"}}'
+echo "{{\"event\":\"result\",\"case\":\"$first\",\"outcome\":\"passed\",\"duration_ms\":1,\"message\":\"\",\"checks\":$checks}}"
 if [ ! -e {m} ]; then touch {m}; echo hanging >&2; exec sleep 300; fi
 echo crashing >&2; exit 3
 "#,
@@ -226,8 +241,16 @@ command = ["sh", "{}", "{{cases}}", "{{host}}", "{{port}}"]
             (Case::LargeUnary, Outcome::TimedOut),
             (Case::PingPong, Outcome::Passed),
             (Case::EmptyStream, Outcome::Failed),
-            (Case::CustomMetadata, Outcome::Passed),
+            // Reported passed, then the process crashed with no done line.
+            (Case::CustomMetadata, Outcome::Failed),
         ]
+    );
+    assert!(
+        summary.results[4]
+            .message
+            .starts_with("the client printed no done line; the client ended with exit status 3"),
+        "{}",
+        summary.results[4].message
     );
     let timed_out = &summary.results[1];
     assert!(

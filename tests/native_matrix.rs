@@ -64,17 +64,32 @@ async fn full_matrix_passes_in_every_pairing() {
             );
         }
     }
-    // The non-compression cases pass in all nine pairings.
-    for case in Case::all()
-        .into_iter()
-        .filter(|c| !COMPRESSION_CASES.contains(c))
+    // The non-compression cases pass in full in all nine pairings, but for
+    // the cells known-failures.toml lists, each naming its library.
+    for r in summary
+        .results
+        .iter()
+        .filter(|r| !COMPRESSION_CASES.contains(&r.id.case))
     {
-        let passed = summary
-            .results
-            .iter()
-            .filter(|r| r.id.case == case && r.outcome == Outcome::Passed)
-            .count();
-        assert_eq!(passed, 9, "{case} passed in {passed} of 9 pairings");
+        match &r.known_failure {
+            None => assert_eq!(r.outcome, Outcome::Passed, "{}: {}", r.id, r.message),
+            Some(k) => assert!(k.library.is_some(), "{}: {k:?}", r.id),
+        }
+        // A full pass names every check of its case.
+        if r.outcome == Outcome::Passed {
+            let made = r.checks.as_ref().map_or(0, |c| c.len());
+            assert_eq!(made, r.id.case.checks().len(), "{}", r.id);
+        }
+    }
+    // Only checks a client's library cannot make are not made: the Python
+    // client's compression flags.
+    for r in summary
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::PassedPartial)
+    {
+        assert_eq!(r.id.client, "python", "{}", r.id);
+        assert!(COMPRESSION_CASES.contains(&r.id.case), "{}", r.id);
     }
     // Every cell went through the reporters once, and the totals agree.
     let events = recorder.0.lock().unwrap();
@@ -84,7 +99,11 @@ async fn full_matrix_passes_in_every_pairing() {
         .count();
     assert_eq!(finished, summary.results.len());
     let totals = Totals::of(&summary.results);
-    assert_eq!(totals.passed + totals.unsupported, totals.cells);
+    assert_eq!(
+        totals.passed + totals.passed_partial + totals.unsupported + totals.failed,
+        totals.cells
+    );
+    assert!(totals.passed_partial > 0);
     drop(events);
     assert_no_leftovers();
 }
@@ -146,7 +165,12 @@ async fn the_matrix_passes_over_tls() {
         problems.is_empty(),
         "TLS cells that did not pass:\n{problems}"
     );
-    assert!(summary.results.iter().all(|r| r.outcome == Outcome::Passed));
+    assert!(
+        summary
+            .results
+            .iter()
+            .all(|r| r.outcome == Outcome::Passed && r.checks.is_some())
+    );
     assert_no_leftovers();
 }
 
@@ -181,11 +205,7 @@ async fn one_process_per_case_gives_the_same_outcomes() {
             .collect::<Vec<_>>()
     };
     assert_eq!(outcomes(&batched), outcomes(&per_case));
-    assert!(
-        batched.results.iter().all(|r| r.outcome == Outcome::Passed),
-        "{}",
-        describe_problems(&batched.results)
-    );
+    assert!(batched.ok(), "{}", describe_problems(&batched.results));
     assert_eq!(batched.results.len(), 3 * 8);
     assert!(per_case.duration > Duration::ZERO);
     assert_no_leftovers();

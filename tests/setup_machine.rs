@@ -98,7 +98,11 @@ fn an_installed_dockerd_is_started_and_answering_programs_are_used() {
     let dir = bin_dir();
     stub(dir.path(), "docker", CLIENT_ONLY_DOCKER);
     stub(dir.path(), "dockerd", "exit 0");
-    stub(dir.path(), "docker-compose", "echo docker-compose version 1.29.2");
+    stub(
+        dir.path(),
+        "docker-compose",
+        "echo docker-compose version 1.29.2",
+    );
     stub(dir.path(), "chromium", "echo Chromium 156");
     stub(dir.path(), "debootstrap", "echo debootstrap 1.0.128");
     let dockerd = dir.path().join("dockerd").display().to_string();

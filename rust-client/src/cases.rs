@@ -319,7 +319,11 @@ async fn lock_step<Req, Reply>(
                 return;
             }
             Err(error) => {
-                checks.ok("status", format_args!("{call} reply {k}"), Err::<(), _>(error));
+                checks.ok(
+                    "status",
+                    format_args!("{call} reply {k}"),
+                    Err::<(), _>(error),
+                );
                 return;
             }
         }
@@ -356,7 +360,11 @@ pub async fn greeter_unary(c: &Clients) -> Checks {
     let request = d.request(HelloRequest {
         name: GREETER_NAME.to_string(),
     });
-    if let Some(reply) = checks.ok("status", "SayHello", d.wait(greeter.say_hello(request)).await) {
+    if let Some(reply) = checks.ok(
+        "status",
+        "SayHello",
+        d.wait(greeter.say_hello(request)).await,
+    ) {
         let reply = reply.into_inner();
         checks.equal(
             "message",
@@ -461,7 +469,10 @@ pub async fn greeter_bidi_streaming(c: &Clients) -> Checks {
     // The first name goes out with the call: some servers send their response
     // headers only with the first reply, and the call resolves on the headers.
     if tx.send(requests.remove(0)).await.is_err() {
-        checks.fail("status", "SayHelloChat request stream closed before the first name");
+        checks.fail(
+            "status",
+            "SayHelloChat request stream closed before the first name",
+        );
         return checks;
     }
     let Some(response) = checks.ok(
@@ -606,7 +617,10 @@ pub async fn ping_pong(c: &Clients) -> Checks {
     // Sent with the call: the call resolves on response headers, which some
     // servers send only with the first response.
     if tx.send(requests.remove(0)).await.is_err() {
-        checks.fail("status", "FullDuplexCall request stream closed before the first request");
+        checks.fail(
+            "status",
+            "FullDuplexCall request stream closed before the first request",
+        );
         return checks;
     }
     let Some(response) = checks.ok(
@@ -692,7 +706,11 @@ async fn custom_metadata_unary(c: &Clients, checks: &mut Checks) {
         })
         .await;
     if checks
-        .ok("unary.status", format_args!("{call} (channel ready)"), ready)
+        .ok(
+            "unary.status",
+            format_args!("{call} (channel ready)"),
+            ready,
+        )
         .is_none()
     {
         return;
@@ -709,11 +727,24 @@ async fn custom_metadata_unary(c: &Clients, checks: &mut Checks) {
     let headers = response.metadata().clone();
     let mut stream = response.into_inner();
     let (responses, end) = d.drain(&mut stream).await;
-    if checks.ok("unary.status", format_args!("{call} final"), end).is_some() {
+    if checks
+        .ok("unary.status", format_args!("{call} final"), end)
+        .is_some()
+    {
         // A unary call has exactly one response; anything else is no OK call.
-        checks.equal("unary.status", format_args!("{call} response count"), responses.len(), 1);
+        checks.equal(
+            "unary.status",
+            format_args!("{call} response count"),
+            responses.len(),
+            1,
+        );
         if let Some(response) = responses.first() {
-            checks.payload("unary.", call, response.payload.as_ref(), LARGE_RESPONSE_SIZE);
+            checks.payload(
+                "unary.",
+                call,
+                response.payload.as_ref(),
+                LARGE_RESPONSE_SIZE,
+            );
         }
     }
     let trailers = d.wait(stream.trailers()).await;
@@ -733,14 +764,20 @@ async fn custom_metadata_full_duplex(c: &Clients, checks: &mut Checks) {
         LARGE_REQUEST_SIZE,
     )));
     add_echo_metadata(request.metadata_mut());
-    let Some(response) = checks.ok("duplex.status", call, d.wait(test.full_duplex_call(request)).await)
-    else {
+    let Some(response) = checks.ok(
+        "duplex.status",
+        call,
+        d.wait(test.full_duplex_call(request)).await,
+    ) else {
         return;
     };
     let headers = response.metadata().clone();
     let mut stream = response.into_inner();
     let (responses, end) = d.drain(&mut stream).await;
-    if checks.ok("duplex.status", format_args!("{call} final"), end).is_some() {
+    if checks
+        .ok("duplex.status", format_args!("{call} final"), end)
+        .is_some()
+    {
         check_sizes(checks, "duplex.", call, &responses, &[LARGE_RESPONSE_SIZE]);
     }
     let trailers = d.wait(stream.trailers()).await;
@@ -882,7 +919,10 @@ pub async fn cancel_after_first_response(c: &Clients) -> Checks {
         .await
         .is_err()
     {
-        checks.fail("status", "FullDuplexCall request stream closed before the first request");
+        checks.fail(
+            "status",
+            "FullDuplexCall request stream closed before the first request",
+        );
         return checks;
     }
     let mut request = d.request(ReceiverStream::new(rx));
@@ -991,7 +1031,11 @@ pub async fn client_compressed_unary(c: &Clients) -> Checks {
     let mut request = d.request(compressed_request(true));
     let flags = CallFlags::record(&mut request);
     let call = "UnaryCall (expect_compressed, sent gzip)";
-    if let Some(response) = checks.ok("compressed.status", call, d.wait(gzip.unary_call(request)).await) {
+    if let Some(response) = checks.ok(
+        "compressed.status",
+        call,
+        d.wait(gzip.unary_call(request)).await,
+    ) {
         checks.payload(
             "compressed.",
             call,
@@ -1013,7 +1057,8 @@ pub async fn client_compressed_unary(c: &Clients) -> Checks {
     if let Some(response) = checks.ok(
         "uncompressed.status",
         call,
-        d.wait(plain.unary_call(d.request(compressed_request(false)))).await,
+        d.wait(plain.unary_call(d.request(compressed_request(false))))
+            .await,
     ) {
         checks.payload(
             "uncompressed.",
@@ -1081,8 +1126,11 @@ pub async fn server_compressed_streaming(c: &Clients) -> Checks {
     });
     let flags = CallFlags::record(&mut request);
     let call = "StreamingOutputCall";
-    let Some(response) = checks.ok("status", call, d.wait(test.streaming_output_call(request)).await)
-    else {
+    let Some(response) = checks.ok(
+        "status",
+        call,
+        d.wait(test.streaming_output_call(request)).await,
+    ) else {
         return checks;
     };
     let (responses, end) = d.drain(&mut response.into_inner()).await;

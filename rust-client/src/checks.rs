@@ -160,8 +160,15 @@ impl Checks {
 
     /// A response payload: present, `want` bytes long, all zero and of type
     /// COMPRESSABLE: checks `<prefix>payload_size`, `_body` and `_type`.
-    pub fn payload(&mut self, prefix: &str, what: impl Display, payload: Option<&Payload>, want: i32) {
-        let [size, body, kind] = ["payload_size", "payload_body", "payload_type"].map(|n| format!("{prefix}{n}"));
+    pub fn payload(
+        &mut self,
+        prefix: &str,
+        what: impl Display,
+        payload: Option<&Payload>,
+        want: i32,
+    ) {
+        let [size, body, kind] =
+            ["payload_size", "payload_body", "payload_type"].map(|n| format!("{prefix}{n}"));
         let Some(payload) = payload else {
             self.fail(&size, format!("{what} payload missing, want {want} bytes"));
             return;
@@ -185,7 +192,8 @@ impl Checks {
 
     /// Check `name` is one this client's library cannot make, for `reason`.
     pub fn not_made(&mut self, name: &str, reason: &str) {
-        self.not_checked.insert(name.to_string(), reason.to_string());
+        self.not_checked
+            .insert(name.to_string(), reason.to_string());
     }
 
     /// Whether nothing failed.
@@ -245,8 +253,18 @@ mod tests {
     #[test]
     fn failures_accumulate_in_order_and_name_their_checks() {
         let mut checks = Checks::default();
-        assert!(checks.equal("aggregated_size", "StreamingInputCall aggregated_payload_size", 74922, 74922));
-        assert!(!checks.equal("aggregated_size", "StreamingInputCall aggregated_payload_size", 74921, 74922));
+        assert!(checks.equal(
+            "aggregated_size",
+            "StreamingInputCall aggregated_payload_size",
+            74922,
+            74922
+        ));
+        assert!(!checks.equal(
+            "aggregated_size",
+            "StreamingInputCall aggregated_payload_size",
+            74921,
+            74922
+        ));
         checks.status(
             "unary.status_code",
             "UnaryCall",
@@ -268,8 +286,11 @@ mod tests {
              UnaryCall status = OK, want UNKNOWN (2); \
              FullDuplexCall status message = \"x\", want \"y\""
         );
-        let made: Vec<(&str, CheckState)> =
-            checks.made().iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let made: Vec<(&str, CheckState)> = checks
+            .made()
+            .iter()
+            .map(|(n, s)| (n.as_str(), *s))
+            .collect();
         assert_eq!(
             made,
             [

@@ -280,7 +280,14 @@ pub async fn run_case(clients: &Clients, case: Case) -> CaseResult {
         Some(_) => None,
         None => {
             let clients = clients.clone();
-            Some(guarded(case, async move { cases::run(case, &clients).await }, CASE_GUARD).await)
+            Some(
+                guarded(
+                    case,
+                    async move { cases::run(case, &clients).await },
+                    CASE_GUARD,
+                )
+                .await,
+            )
         }
     };
     let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
@@ -362,7 +369,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_case_is_a_failed_status_check_with_its_message() {
-        let checks = guarded(Case::LargeUnary, async { exploding_case() }, Duration::from_secs(5)).await;
+        let checks = guarded(
+            Case::LargeUnary,
+            async { exploding_case() },
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(checks.message(), "case panicked: boom");
         assert_eq!(checks.made()["status"], CheckState::Failed);
     }
@@ -412,7 +424,9 @@ mod tests {
         let line = result.json_line();
         assert_eq!(
             String::from_utf8(stdout).expect("utf-8"),
-            format!("{{\"event\":\"ready\"}}\n{line}\n{line}\n{{\"event\":\"done\",\"cases\":2}}\n")
+            format!(
+                "{{\"event\":\"ready\"}}\n{line}\n{line}\n{{\"event\":\"done\",\"cases\":2}}\n"
+            )
         );
         assert_eq!(
             file,

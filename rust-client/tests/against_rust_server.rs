@@ -71,7 +71,9 @@ fn assert_all_as_expected(results: &[rust_client::CaseResult]) {
             // call (known-failures.toml lists it).
             assert_eq!(result.outcome, Outcome::Failed, "{line}");
             assert!(
-                result.message.contains("tonic did not end the call within 3s after its 1ms deadline"),
+                result
+                    .message
+                    .contains("tonic did not end the call within 3s after its 1ms deadline"),
                 "{line}"
             );
         } else if rust_server::unsupported_reason(case).is_some() {
@@ -134,7 +136,8 @@ async fn a_wrong_greeting_fails_every_greeter_case_with_what_came_back() {
         unary.message,
         r#"SayHello message = "Howdy interop", want "Hello interop""#
     );
-    let states: Vec<(&str, CheckState)> = unary.checks.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let states: Vec<(&str, CheckState)> =
+        unary.checks.iter().map(|(n, s)| (n.as_str(), *s)).collect();
     assert_eq!(
         states,
         [
@@ -409,7 +412,9 @@ async fn binary_writes_the_result_file_then_done() {
     );
     assert_eq!(
         written,
-        stdout.strip_prefix("{\"event\":\"ready\"}\n").expect("ready first"),
+        stdout
+            .strip_prefix("{\"event\":\"ready\"}\n")
+            .expect("ready first"),
         "the stdout lines but ready"
     );
 
@@ -439,8 +444,14 @@ async fn the_compressed_flags_come_from_the_wire() {
     // The Rust server honours response_compressed on unary calls...
     let unary = run_case(&clients, Case::ServerCompressedUnary).await;
     assert_eq!(unary.outcome, Outcome::Passed, "{}", unary.json_line());
-    assert_eq!(unary.checks["compressed.response_compressed"], CheckState::Passed);
-    assert_eq!(unary.checks["uncompressed.response_compressed"], CheckState::Passed);
+    assert_eq!(
+        unary.checks["compressed.response_compressed"],
+        CheckState::Passed
+    );
+    assert_eq!(
+        unary.checks["uncompressed.response_compressed"],
+        CheckState::Passed
+    );
     // ...but compresses every message of a stream (its manifest says so), which
     // the client sees on the wire.
     let stream = run_case(&clients, Case::ServerCompressedStreaming).await;
@@ -451,7 +462,10 @@ async fn the_compressed_flags_come_from_the_wire() {
         "StreamingOutputCall: response messages arrived compressed = [true, true], want [true, false]"
     );
     let sent = run_case(&clients, Case::ClientCompressedUnary).await;
-    assert_eq!(sent.checks["compressed.sent_compressed"], CheckState::Passed);
+    assert_eq!(
+        sent.checks["compressed.sent_compressed"],
+        CheckState::Passed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

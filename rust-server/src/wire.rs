@@ -19,9 +19,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+pub use grpc_interop::wire::{FrameFlagBody, FrameFlags as RequestFrameFlags, FrameScanner};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-pub use grpc_interop::wire::{FrameFlagBody, FrameFlags as RequestFrameFlags, FrameScanner};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;

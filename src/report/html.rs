@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cases::{Case, CaseGroup};
-use crate::model::{CellResult, Event, Outcome, Reporter, RunInfo, Totals};
+use crate::model::{Accepts, CellResult, Event, Outcome, Reporter, RunInfo, Totals};
 use crate::report::terminal::short_duration;
 
 /// Escapes text for HTML element content and attribute values.
@@ -185,7 +185,7 @@ pub fn render(
                             } else {
                                 short_duration(r.duration)
                             };
-                            let mut title = format!("{} — {}", r.id, r.tag().to_lowercase());
+                            let mut title = format!("{} — {}", r.id, r.tag_lower());
                             if !r.message.is_empty() {
                                 title.push_str(&format!(": {}", r.message));
                             }
@@ -226,7 +226,7 @@ pub fn render(
             "<details class=\"{}\"><summary>{} — {} after {}</summary><pre>{}</pre>{}</details>",
             css_class(r.outcome),
             escape(&r.id.path()),
-            escape(&r.tag().to_lowercase()),
+            escape(&r.tag_lower()),
             short_duration(r.duration),
             escape(&r.message),
             if r.logs.is_empty() {
@@ -236,9 +236,35 @@ pub fn render(
             }
         );
     }
+    let races: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| {
+            r.known_failure
+                .as_ref()
+                .is_some_and(|k| k.accepts == Accepts::Race)
+        })
+        .collect();
+    if !races.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2 id=\"races\">races (either outcome accepted)</h2><ul class=\"races\">"
+        );
+        for r in races {
+            let _ = writeln!(
+                h,
+                "<li><code>{}</code>: {}</li>",
+                escape(&r.id.path()),
+                escape(&r.tag_lower())
+            );
+        }
+        let _ = writeln!(h, "</ul>");
+    }
     let not_checked = crate::model::not_checked_reasons(results);
     if !not_checked.is_empty() {
-        let _ = writeln!(h, "<h2 id=\"not-checked\">checks not made</h2><ul class=\"not-checked\">");
+        let _ = writeln!(
+            h,
+            "<h2 id=\"not-checked\">checks not made</h2><ul class=\"not-checked\">"
+        );
         for ((client, case, check, reason), n) in not_checked {
             let _ = writeln!(
                 h,

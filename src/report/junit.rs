@@ -72,7 +72,10 @@ fn properties(r: &CellResult) -> Vec<(String, String)> {
     }
     if let Some(k) = &r.known_failure {
         props.push(("known_failure".to_string(), k.describe()));
-        props.push(("known_failure.accepts".to_string(), k.accepts.name().to_string()));
+        props.push((
+            "known_failure.accepts".to_string(),
+            k.accepts.name().to_string(),
+        ));
     }
     if let Some(reason) = &r.unsupported {
         props.push(("declared_unsupported".to_string(), reason.clone()));
@@ -171,7 +174,12 @@ mod tests {
             ),
             CellResult {
                 not_checked: [("response_compressed".to_string(), "cannot see".to_string())].into(),
-                ..cell("python", Case::ServerCompressedStreaming, Outcome::PassedPartial, "")
+                ..cell(
+                    "python",
+                    Case::ServerCompressedStreaming,
+                    Outcome::PassedPartial,
+                    "",
+                )
             },
         ];
         let xml = to_string(&results, Duration::from_secs(1)).unwrap();
@@ -181,7 +189,9 @@ mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains(r#"<property name="not_checked.response_compressed" value="cannot see"/>"#),
+            xml.contains(
+                r#"<property name="not_checked.response_compressed" value="cannot see"/>"#
+            ),
             "{xml}"
         );
         assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");

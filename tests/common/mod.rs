@@ -85,8 +85,13 @@ pub async fn run_native(
 ) -> Summary {
     let plan = Plan::new(impls, &selection).expect("valid selection");
     let backend: Arc<dyn Backend> = Arc::new(Native::new(&root(), settings(tls)));
-    let sink = Arc::new(Sink::new(extra, KnownFailures::default()));
+    let sink = Arc::new(Sink::new(extra, known_failures()));
     runner::run(backend, impls, &plan, &opts, sink, CancellationToken::new()).await
+}
+
+/// The shipped known-failures.toml.
+pub fn known_failures() -> KnownFailures {
+    KnownFailures::load(&root().join("known-failures.toml")).expect("known-failures.toml loads")
 }
 
 pub fn prebuilt() -> Options {
@@ -96,16 +101,16 @@ pub fn prebuilt() -> Options {
     }
 }
 
-/// Text listing cells that are neither passed nor unsupported, for assertion messages.
+/// Text listing the cells that count against the verdict, for assertion messages.
 pub fn describe_problems(results: &[CellResult]) -> String {
     results
         .iter()
-        .filter(|r| !matches!(r.outcome, Outcome::Passed | Outcome::Unsupported))
+        .filter(|r| !r.is_ok())
         .map(|r| {
             format!(
                 "{} {}: {}\n  {}",
                 r.id,
-                r.outcome.name(),
+                r.tag(),
                 r.message,
                 r.logs.join("\n  ")
             )
