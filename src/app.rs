@@ -45,6 +45,45 @@ pub enum Command {
     /// Report the matrix from result files written by clients elsewhere
     /// (`--result_file <dir>/<client>-to-<server>.jsonl`), as the compose run does.
     Collect(Box<CollectArgs>),
+    /// Prove that every check can fail: every client against a lying server
+    /// that breaks one checked property at a time; prints the catch table.
+    Mutants(Box<MutantsArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MutantsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Clients: comma-separated globs, e.g. `go,py*`.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Mutations: comma-separated globs over their names (`lying-server --list-mutations`).
+    #[arg(long)]
+    pub mutation: Option<String>,
+    /// Also write the catch table as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Client processes played at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Seconds one case may take.
+    #[arg(long, default_value_t = 20.0)]
+    pub case_timeout: f64,
+    /// How many times a race mutation (one whose lie must beat a client's
+    /// timer) is played before a miss counts as a hole.
+    #[arg(long, default_value_t = 5)]
+    pub race_attempts: usize,
+    /// Known-failures file (default: <root>/known-failures.toml, if present);
+    /// its entries for server `lying-server` explain failures against the
+    /// honest fixture.
+    #[arg(long)]
+    pub known_failures: Option<PathBuf>,
+    /// Do not build; use what is already built.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Stream every child's logs to stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -263,7 +302,6 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
         skip_build: args.no_build,
         shard: args.report.shard.map(|s| s.to_string()),
         tls: args.tls,
-        ..Options::default()
     };
     let settings = Settings {
         tls: args.tls,
@@ -423,4 +461,69 @@ pub fn list(common: &CommonArgs, out: &mut dyn std::io::Write) -> anyhow::Result
         writeln!(out, "  (none)")?;
     }
     Ok(())
+}
+
+/// Plays every mutation against every client (see [`crate::mutants`]).
+pub async fn mutants(
+    args: &MutantsArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<crate::mutants::Table> {
+    let prepared = || -> anyhow::Result<crate::mutants::MutantsOptions> {
+        let root = find_root(args.common.root.as_deref())?;
+        let impls = load_impls(&args.common, &root)?;
+        let names: Vec<&str> = impls
+            .iter()
+            .filter(|i| i.client.is_some())
+            .map(|i| i.name.as_str())
+            .collect();
+        let chosen = crate::select::Filter::parse("client", args.client.as_deref())?
+            .select(names.iter().copied())?;
+        let clients = impls
+            .iter()
+            .filter(|i| chosen.contains(&i.name.as_str()))
+            .cloned()
+            .collect();
+        let only = args
+            .mutation
+            .as_deref()
+            .map(|m| crate::select::Filter::parse("mutation", Some(m)))
+            .transpose()?;
+        let known = match &args.known_failures {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("--known-failures {}: no such file", path.display());
+                }
+                KnownFailures::load(path)?
+            }
+            None => KnownFailures::load(&root.join("known-failures.toml"))?,
+        };
+        if args.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        Ok(crate::mutants::MutantsOptions {
+            root,
+            clients,
+            only,
+            jobs: args.jobs,
+            case_timeout: seconds("case-timeout", args.case_timeout)?,
+            race_attempts: args.race_attempts,
+            skip_build: args.no_build,
+            verbose: args.verbose,
+            known,
+        })
+    };
+    let opts = prepared().map_err(UsageError)?;
+    let table = crate::mutants::run(
+        &opts,
+        || vec![Box::new(crate::mutants::Progress::new()) as Box<dyn Reporter>],
+        cancel,
+    )
+    .await?;
+    crate::mutants::render(&table, &mut std::io::stdout())?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&table)?;
+        report::write_file(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(table)
 }

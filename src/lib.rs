@@ -19,6 +19,8 @@ pub mod judge;
 pub mod manifest;
 #[cfg(feature = "runner")]
 pub mod model;
+#[cfg(feature = "runner")]
+pub mod mutants;
 pub mod pb;
 #[cfg(feature = "runner")]
 pub mod process;

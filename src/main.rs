@@ -53,6 +53,23 @@ async fn real_main(cli: Cli) -> i32 {
             watch_signals(cancel.clone());
             finish(app::collect(&args, cancel).await)
         }
+        Command::Mutants(args) => {
+            let cancel = CancellationToken::new();
+            watch_signals(cancel.clone());
+            match app::mutants(&args, cancel).await {
+                Ok(table) if table.interrupted => EXIT_INTERRUPTED,
+                Ok(table) if table.ok() => EXIT_OK,
+                Ok(_) => EXIT_FAILED,
+                Err(e) => {
+                    eprintln!("interop: {e:#}");
+                    if e.is::<UsageError>() {
+                        EXIT_USAGE
+                    } else {
+                        EXIT_FAILED
+                    }
+                }
+            }
+        }
     }
 }
 

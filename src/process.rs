@@ -194,10 +194,10 @@ impl Child {
 
     /// The exit status if the child has exited, without waiting.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.reaped(status);
-            }
+        if self.status.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.reaped(status);
         }
         self.status
     }

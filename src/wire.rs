@@ -116,11 +116,11 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                let flags = &this.flags;
-                this.scanner.feed(data, |compressed| flags.push(compressed));
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let flags = &this.flags;
+            this.scanner.feed(data, |compressed| flags.push(compressed));
         }
         polled
     }

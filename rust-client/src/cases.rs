@@ -884,9 +884,10 @@ pub async fn unimplemented_service(c: &Clients) -> Checks {
 
 /// `cancel_after_begin`: a StreamingInputCall cancelled before any message is CANCELLED.
 ///
-/// tonic's `CancellationHandle` resets the HTTP/2 stream (RST_STREAM CANCEL)
-/// after the request headers went out; the call then ends with the status
-/// tonic derives from that reset.
+/// The call is started first: its request goes to the transport, which sends
+/// the headers, so the server sees the call begin. Then tonic's
+/// `CancellationHandle` resets the stream (RST_STREAM CANCEL), and the call
+/// ends with the status tonic derives from that.
 pub async fn cancel_after_begin(c: &Clients) -> Checks {
     let mut checks = Checks::default();
     let mut test = c.test.clone();
@@ -894,10 +895,27 @@ pub async fn cancel_after_begin(c: &Clients) -> Checks {
     // Kept open (never sends, never half-closes) until the end of the case.
     let (_tx, rx) = mpsc::channel::<StreamingInputCallRequest>(1);
     let mut request = d.request(ReceiverStream::new(rx));
+    let flags = CallFlags::record(&mut request);
     let cancel = request.cancellation_handle();
-    let call = test.streaming_input_call(request);
+    let mut call = tokio::spawn(async move { test.streaming_input_call(request).await });
+    let joined = |r: Result<_, tokio::task::JoinError>| {
+        r.unwrap_or_else(|e| Err(Status::internal(format!("the call task failed: {e}"))))
+    };
+    // The call ends before it is dispatched only on a channel error; it says why.
+    let ended_early = d
+        .wait(async {
+            tokio::select! {
+                () = flags.dispatched.notified() => Ok(None),
+                r = &mut call => Ok(Some(joined(r))),
+            }
+        })
+        .await;
     cancel.cancel();
-    let result = d.wait(call).await;
+    let result = match ended_early {
+        Ok(Some(result)) => result.map_err(CallError::Status),
+        Ok(None) => d.wait(async { joined(call.await) }).await,
+        Err(overrun) => Err(overrun),
+    };
     checks.status(
         "status_code",
         "StreamingInputCall",

@@ -9,9 +9,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use grpc_interop::wire::{FrameFlagBody, FrameFlags};
+use tokio::sync::Notify;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower_service::Service;
@@ -23,6 +25,9 @@ pub struct CallFlags {
     pub sent: FrameFlags,
     /// One flag per response message, in order.
     pub received: FrameFlags,
+    /// Notified when the call's request is handed to the transport, which
+    /// sends its headers: the call has begun on the wire.
+    pub dispatched: Arc<Notify>,
 }
 
 impl CallFlags {
@@ -65,6 +70,7 @@ impl Service<http::Request<Body>> for WireChannel {
         };
         let request = request.map(|body| Body::new(FrameFlagBody::new(body, flags.sent.clone())));
         let response = self.inner.call(request);
+        flags.dispatched.notify_one();
         Box::pin(async move {
             let response = response.await?;
             Ok(response.map(|body| Body::new(FrameFlagBody::new(body, flags.received))))

@@ -55,12 +55,11 @@ impl HttpBody for AppendTrailer {
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let this = &mut *self;
         let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &mut polled {
-            if let Some(trailers) = frame.trailers_mut() {
-                if let Some((name, value)) = this.extra.take() {
-                    trailers.insert(name, value);
-                }
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+            && let Some((name, value)) = this.extra.take()
+        {
+            trailers.insert(name, value);
         }
         polled
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use grpc_interop::backend::native::Native;
 use grpc_interop::backend::{Backend, Settings};
 use grpc_interop::manifest::{self, Implementation};
-use grpc_interop::model::{CellResult, Event, Outcome, Reporter};
+use grpc_interop::model::{CellResult, Event, Reporter};
 use grpc_interop::runner::{self, Options, Sink, Summary};
 use grpc_interop::select::{KnownFailures, Plan, Selection};
 use tokio_util::sync::CancellationToken;
@@ -126,6 +126,7 @@ pub fn leftover_processes() -> Vec<String> {
         "target/interop/go/",
         "target/release/rust-server",
         "target/release/rust-client",
+        "target/release/lying-server",
         "python/interop_server.py",
         "python/interop_client.py",
     ]
