@@ -16,9 +16,12 @@
 #   1. compose build                  the three images (cached layers reused)
 #   2. compose up -d                  matrix and servers, then the clients once
 #                                     their server is healthy
-#   3. docker logs -f <matrix>        prints the matrix as it is reported
-#   4. docker wait <matrix>           its exit status is this script's
-#   5. compose down -v --remove-orphans, always, also on failure or Ctrl-C
+#   3. docker wait <each client>      their exit statuses go to the matrix, which
+#                                     checks them against their results
+#                                     (/results/exit-codes.json, via docker cp)
+#   4. docker logs -f <matrix>        prints the matrix as it is reported
+#   5. docker wait <matrix>           its exit status is this script's
+#   6. compose down -v --remove-orphans, always, also on failure or Ctrl-C
 #
 # Uses `docker compose` (v2) when the plugin is there, else `docker-compose`
 # (v1.29, all Debian 12 has). Base images: RUST_IMAGE, GO_IMAGE and PYTHON_IMAGE
@@ -128,6 +131,22 @@ fi
 matrix="$(docker ps --all --quiet --filter "label=com.docker.compose.project=$project" \
   --filter "label=com.docker.compose.service=matrix")"
 [[ -n $matrix ]] || die "no matrix container"
+
+# Every client's exit status, once it has exited, for the matrix to check
+# against the client's result lines: {"<client>-to-<server>": N, ...}.
+codes=""
+while read -r service id; do
+  [[ $service == *-to-* ]] || continue
+  code="$(timeout "$(remaining)" docker wait "$id")" || die "client $service did not end within ${run_timeout}s"
+  codes+="${codes:+, }\"$service\": $code"
+done < <(docker ps --all --filter "label=com.docker.compose.project=$project" \
+  --format '{{.Label "com.docker.compose.service"}} {{.ID}}')
+exit_codes="$(mktemp)"
+printf '{%s}\n' "$codes" >"$exit_codes"
+log "client exit statuses: $(cat "$exit_codes")"
+timeout 30 docker cp "$exit_codes" "$matrix:/results/exit-codes.json" ||
+  log "could not hand the exit statuses to the matrix; it will say they were not checked"
+rm -f "$exit_codes"
 
 # The matrix's own output, to its end: stdout stays stdout, stderr stderr.
 if ! timeout "$(remaining)" docker logs --follow "$matrix"; then

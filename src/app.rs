@@ -150,11 +150,15 @@ pub struct CollectArgs {
     #[arg(long, default_value_t = 300.0)]
     pub timeout: f64,
     /// JSON file of the clients' exit statuses, `{"<client>-to-<server>": N}`,
-    /// written once every client has exited (scripts/compose-matrix.sh does);
-    /// waited for, then checked against each client's results. Without it the
-    /// exit statuses are not checked, and the report says so.
+    /// written once every client has exited (scripts/compose-matrix.sh does),
+    /// checked against each client's results. Without it, or when it does not
+    /// come within --exit-codes-wait, the exit statuses are not checked, and
+    /// the report says so.
     #[arg(long)]
     pub exit_codes: Option<PathBuf>,
+    /// Seconds to wait for --exit-codes once every result file is complete.
+    #[arg(long, default_value_t = 60.0)]
+    pub exit_codes_wait: f64,
 }
 
 /// Selection and report options shared by `run` and `collect`.
@@ -402,9 +406,16 @@ pub async fn collect(
         ..Options::default()
     };
     let sink = Arc::new(Sink::new(reporters(&args.report, false), known));
+    let exit_codes = match &args.exit_codes {
+        Some(path) => Some(crate::collect::ExitCodes {
+            path: path.clone(),
+            wait: seconds("exit-codes-wait", args.exit_codes_wait)?,
+        }),
+        None => None,
+    };
     let summary = crate::collect::collect(
         &args.results,
-        args.exit_codes.as_deref(),
+        exit_codes.as_ref(),
         &impls,
         &plan,
         &options,

@@ -84,15 +84,24 @@ fn read_exit_codes(path: &Path, since: SystemTime) -> Option<BTreeMap<String, i6
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// Where the clients' exit statuses come from, and how long to wait for them
+/// once every result file is complete.
+#[derive(Debug, Clone)]
+pub struct ExitCodes {
+    pub path: PathBuf,
+    pub wait: Duration,
+}
+
 /// Waits until every pairing of `plan` has a finished result file in `dir`
-/// (and, with `exit_codes`, that file too), or `timeout` passes, or `cancel`
-/// fires; then judges every cell as the runner does: each result against its
-/// case's checks and the manifests, each file's done count and the client's
-/// exit status against its results.
+/// (and then up to `exit_codes.wait` for the exit statuses), or `timeout`
+/// passes, or `cancel` fires; then judges every cell as the runner does:
+/// each result against its case's checks and the manifests, each file's
+/// done count and the client's exit status against its results. Exit
+/// statuses that do not come are reported as not checked.
 #[allow(clippy::too_many_arguments)]
 pub async fn collect(
     dir: &Path,
-    exit_codes: Option<&Path>,
+    exit_codes: Option<&ExitCodes>,
     impls: &[Implementation],
     plan: &Plan,
     opts: &Options,
@@ -109,11 +118,6 @@ pub async fn collect(
         "waiting for result files in {}",
         dir.display()
     )));
-    if exit_codes.is_none() {
-        sink.emit(&Event::Phase(
-            "the clients' exit statuses are not checked: no --exit-codes file".to_string(),
-        ));
-    }
     let manifests: BTreeMap<&str, &Path> = impls
         .iter()
         .map(|i| (i.name.as_str(), i.source.as_path()))
@@ -128,20 +132,29 @@ pub async fn collect(
     let deadline = started + timeout;
     let mut states: BTreeMap<(String, String), FileState> = BTreeMap::new();
     let mut codes = None;
+    let mut results_done_at = None;
     loop {
         for (client, server) in &pairings {
             if let Some(state) = read_file(&result_file(dir, client, server), since) {
                 states.insert((client.clone(), server.clone()), state);
             }
         }
-        if let Some(path) = exit_codes {
-            codes = read_exit_codes(path, since);
+        if let Some(e) = exit_codes {
+            codes = read_exit_codes(&e.path, since);
         }
-        let all_done = pairings
+        let results_done = pairings
             .iter()
-            .all(|p| states.get(p).is_some_and(|s| s.done.is_some()))
-            && (exit_codes.is_none() || codes.is_some());
-        if all_done || Instant::now() >= deadline || cancel.is_cancelled() {
+            .all(|p| states.get(p).is_some_and(|s| s.done.is_some()));
+        if results_done && results_done_at.is_none() {
+            results_done_at = Some(Instant::now());
+        }
+        let codes_done = match (exit_codes, results_done_at) {
+            (None, _) => true,
+            (Some(_), _) if codes.is_some() => true,
+            (Some(e), Some(at)) => at.elapsed() >= e.wait,
+            (Some(_), None) => false,
+        };
+        if (results_done && codes_done) || Instant::now() >= deadline || cancel.is_cancelled() {
             break;
         }
         tokio::select! {
@@ -174,11 +187,10 @@ pub async fn collect(
             )
             .collect();
         if let Some(state) = state.filter(|s| s.done.is_some()) {
-            // `None`: not checked (no --exit-codes); `Some(None)`: asked for, missing.
-            let exit = exit_codes.map(|_| {
-                codes
-                    .as_ref()
-                    .and_then(|c| c.get(&format!("{client}-to-{server}")))
+            // `None`: not checked (no exit statuses); `Some(None)`: the file
+            // came without this client's.
+            let exit = codes.as_ref().map(|c| {
+                c.get(&format!("{client}-to-{server}"))
                     .map(|c| Exit::Code(*c))
             });
             let problems =
@@ -189,7 +201,16 @@ pub async fn collect(
             sink.finish_cell(r);
         }
     }
-    sink.finish_run(plan, started, cancel.is_cancelled())
+    let notes = match (exit_codes, &codes) {
+        (None, _) => vec!["the clients' exit statuses: no --exit-codes file was given".to_string()],
+        (Some(e), None) => vec![format!(
+            "the clients' exit statuses: {} did not appear within {:.0} s after the result files were complete",
+            e.path.display(),
+            e.wait.as_secs_f64()
+        )],
+        (Some(_), Some(_)) => Vec::new(),
+    };
+    sink.finish_run(plan, started, cancel.is_cancelled(), notes)
 }
 
 /// The result of a cell whose file has no line for it.
@@ -282,12 +303,16 @@ mod tests {
         exit_codes: Option<&Path>,
         timeout: Duration,
     ) -> Summary {
+        let exit_codes = exit_codes.map(|path| ExitCodes {
+            path: path.to_path_buf(),
+            wait: Duration::from_millis(300),
+        });
         let impls = impls();
         let plan = Plan::new(&impls, &sel).unwrap();
         let sink = Arc::new(Sink::new(vec![], KnownFailures::default()));
         collect(
             dir,
-            exit_codes,
+            exit_codes.as_ref(),
             &impls,
             &plan,
             &Options::default(),
@@ -445,15 +470,39 @@ mod tests {
                 ),
             ]
         );
-        // Asked for but never written: the exit status is unknown, which fails.
-        std::fs::remove_file(&codes).unwrap();
-        let summary = collected(dir.path(), sel, Some(&codes), Duration::from_millis(400)).await;
+        // A client missing from the file: its exit status is unknown, which fails.
+        std::fs::write(&codes, r#"{"b-to-b": 0}"#).unwrap();
+        let summary = collected(
+            dir.path(),
+            sel.clone(),
+            Some(&codes),
+            Duration::from_secs(5),
+        )
+        .await;
         assert!(
             summary.results[0]
                 .message
                 .starts_with("the client ended with exit unknown"),
             "{}",
             summary.results[0].message
+        );
+        assert!(summary.notes.is_empty());
+        // No file at all: not checked, and the run says so; the rest is still judged.
+        std::fs::remove_file(&codes).unwrap();
+        let summary = collected(dir.path(), sel, Some(&codes), Duration::from_secs(5)).await;
+        assert_eq!(summary.results[0].outcome, Outcome::Passed);
+        assert!(
+            summary.results[2]
+                .message
+                .starts_with("the client's done line counts 3"),
+            "{}",
+            summary.results[2].message
+        );
+        assert_eq!(summary.notes.len(), 1);
+        assert!(
+            summary.notes[0].contains("did not appear within 0 s"),
+            "{:?}",
+            summary.notes
         );
     }
 }

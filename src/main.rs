@@ -34,14 +34,7 @@ async fn real_main(cli: Cli) -> i32 {
     match cli.command {
         Command::List(common) => match app::list(&common, &mut std::io::stdout()) {
             Ok(()) => EXIT_OK,
-            Err(e) => {
-                eprintln!("interop: {e:#}");
-                if e.is::<UsageError>() {
-                    EXIT_USAGE
-                } else {
-                    EXIT_FAILED
-                }
-            }
+            Err(e) => error_status(&e),
         },
         Command::Run(args) => {
             let cancel = CancellationToken::new();
@@ -60,14 +53,7 @@ async fn real_main(cli: Cli) -> i32 {
                 Ok(table) if table.interrupted => EXIT_INTERRUPTED,
                 Ok(table) if table.ok() => EXIT_OK,
                 Ok(_) => EXIT_FAILED,
-                Err(e) => {
-                    eprintln!("interop: {e:#}");
-                    if e.is::<UsageError>() {
-                        EXIT_USAGE
-                    } else {
-                        EXIT_FAILED
-                    }
-                }
+                Err(e) => error_status(&e),
             }
         }
     }
@@ -88,14 +74,17 @@ fn finish(result: anyhow::Result<(Summary, Vec<String>)>) -> i32 {
                 EXIT_FAILED
             }
         }
-        Err(e) => {
-            eprintln!("interop: {e:#}");
-            if e.is::<UsageError>() {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILED
-            }
-        }
+        Err(e) => error_status(&e),
+    }
+}
+
+/// Prints what went wrong; usage errors exit 2, the rest 1.
+fn error_status(e: &anyhow::Error) -> i32 {
+    eprintln!("interop: {e:#}");
+    if e.is::<UsageError>() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
     }
 }
 

@@ -324,6 +324,15 @@ pub fn unsupported_reasons(results: &[CellResult]) -> BTreeMap<(Case, &str), usi
     groups
 }
 
+/// The cells whose known-failure entry is a race.
+pub fn races(results: &[CellResult]) -> impl Iterator<Item = &CellResult> {
+    results.iter().filter(|r| {
+        r.known_failure
+            .as_ref()
+            .is_some_and(|k| k.accepts == Accepts::Race)
+    })
+}
+
 /// Checks not made, grouped by client, case, check and reason, with the
 /// cells each (the partial passes and unconfirmed unsupported cells).
 pub fn not_checked_reasons(results: &[CellResult]) -> BTreeMap<(&str, Case, &str, &str), usize> {
@@ -454,7 +463,56 @@ pub enum Event {
         results: Vec<CellResult>,
         duration: Duration,
         interrupted: bool,
+        /// Checks of the run as a whole that were not made, and why.
+        notes: Vec<String>,
     },
+}
+
+/// A finished run, as reporters render it.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    pub results: &'a [CellResult],
+    pub duration: Duration,
+    pub interrupted: bool,
+    /// Checks of the run as a whole that were not made, and why.
+    pub notes: &'a [String],
+}
+
+impl<'a> Finished<'a> {
+    /// A run with no notes.
+    pub fn of(results: &'a [CellResult], duration: Duration, interrupted: bool) -> Self {
+        Finished {
+            results,
+            duration,
+            interrupted,
+            notes: &[],
+        }
+    }
+
+    /// Whether the run passes: not interrupted, every cell acceptable.
+    pub fn ok(&self) -> bool {
+        run_ok(self.results, self.interrupted)
+    }
+}
+
+impl Event {
+    /// The finished run, when this is `RunFinished`.
+    pub fn finished(&self) -> Option<Finished<'_>> {
+        match self {
+            Event::RunFinished {
+                results,
+                duration,
+                interrupted,
+                notes,
+            } => Some(Finished {
+                results,
+                duration: *duration,
+                interrupted: *interrupted,
+                notes,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Consumes the events of a run.

@@ -57,6 +57,8 @@ pub struct Summary {
     pub results: Vec<CellResult>,
     pub duration: Duration,
     pub interrupted: bool,
+    /// Checks of the run as a whole that were not made, and why.
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -108,7 +110,13 @@ impl Sink {
     }
 
     /// Ends the run: the results in plan order, reported as `RunFinished`.
-    pub(crate) fn finish_run(&self, plan: &Plan, started: Instant, interrupted: bool) -> Summary {
+    pub(crate) fn finish_run(
+        &self,
+        plan: &Plan,
+        started: Instant,
+        interrupted: bool,
+        notes: Vec<String>,
+    ) -> Summary {
         let mut results = self
             .results
             .lock()
@@ -125,11 +133,13 @@ impl Sink {
             results,
             duration: started.elapsed(),
             interrupted,
+            notes,
         };
         self.emit(&Event::RunFinished {
             results: summary.results.clone(),
             duration: summary.duration,
             interrupted: summary.interrupted,
+            notes: summary.notes.clone(),
         });
         summary
     }
@@ -214,7 +224,7 @@ pub async fn run(
         server.lock().await.stop().await;
     }
     backend.finish().await;
-    sink.finish_run(plan, started, cancel.is_cancelled())
+    sink.finish_run(plan, started, cancel.is_cancelled(), Vec::new())
 }
 
 /// The planned cells of each client→server pairing, in plan order.

@@ -93,6 +93,18 @@ async fn play(client: Implementation, cases: &str, known: KnownFailures, opts: O
     .await
 }
 
+/// Plays `cases` with a scripted client printing `lines` and exiting `exit`,
+/// with no known failures.
+async fn play_lines(dir: &Path, lines: &[String], exit: i32, cases: &str) -> Summary {
+    play(
+        scripted(dir, lines, exit, ""),
+        cases,
+        KnownFailures::default(),
+        prebuilt(),
+    )
+    .await
+}
+
 fn outcomes(summary: &Summary) -> Vec<(Case, Outcome, String)> {
     summary
         .results
@@ -156,13 +168,7 @@ async fn a_done_count_that_does_not_match_fails_every_cell_of_the_process() {
         result(Case::LargeUnary, "passed", None),
         done(3),
     ];
-    let summary = play(
-        scripted(dir.path(), &lines, 0, ""),
-        "empty_unary,large_unary",
-        KnownFailures::default(),
-        prebuilt(),
-    )
-    .await;
+    let summary = play_lines(dir.path(), &lines, 0, "empty_unary,large_unary").await;
     for (_, outcome, message) in outcomes(&summary) {
         assert_eq!(outcome, Outcome::Failed);
         assert!(
@@ -171,13 +177,7 @@ async fn a_done_count_that_does_not_match_fails_every_cell_of_the_process() {
         );
     }
     // No done line at all.
-    let summary = play(
-        scripted(dir.path(), &lines[..3], 0, ""),
-        "empty_unary,large_unary",
-        KnownFailures::default(),
-        prebuilt(),
-    )
-    .await;
+    let summary = play_lines(dir.path(), &lines[..3], 0, "empty_unary,large_unary").await;
     assert!(
         summary.results[0]
             .message
@@ -197,13 +197,7 @@ async fn a_result_that_made_no_check_fails_its_cell() {
         result(Case::LargeUnary, "passed", None),
         done(2),
     ];
-    let summary = play(
-        scripted(dir.path(), &lines, 0, ""),
-        "empty_unary,large_unary",
-        KnownFailures::default(),
-        prebuilt(),
-    )
-    .await;
+    let summary = play_lines(dir.path(), &lines, 0, "empty_unary,large_unary").await;
     assert_eq!(
         outcomes(&summary),
         [
@@ -227,13 +221,7 @@ async fn a_declared_unsupported_cell_is_played_and_a_full_pass_fails_the_run() {
         result(Case::ServerStreaming, "passed", None),
         done(1),
     ];
-    let summary = play(
-        scripted(dir.path(), &passing, 0, ""),
-        "server_streaming",
-        KnownFailures::default(),
-        prebuilt(),
-    )
-    .await;
+    let summary = play_lines(dir.path(), &passing, 0, "server_streaming").await;
     let cell = &summary.results[0];
     assert_eq!(cell.outcome, Outcome::Passed);
     assert_eq!(cell.problem(), Some(Problem::UnexpectedlySupported));
@@ -248,13 +236,7 @@ async fn a_declared_unsupported_cell_is_played_and_a_full_pass_fails_the_run() {
         ),
         done(1),
     ];
-    let summary = play(
-        scripted(dir.path(), &failing, 1, ""),
-        "server_streaming",
-        KnownFailures::default(),
-        prebuilt(),
-    )
-    .await;
+    let summary = play_lines(dir.path(), &failing, 1, "server_streaming").await;
     let cell = &summary.results[0];
     assert_eq!(cell.outcome, Outcome::Unsupported);
     assert_eq!(

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::cases::{Case, CaseGroup};
-use crate::model::{Accepts, CellResult, Event, Outcome, Reporter, RunInfo, Totals};
+use crate::model::{CellResult, Event, Finished, Outcome, Reporter, RunInfo, Totals};
 use crate::report::terminal::short_duration;
 
 /// Escapes text for HTML element content and attribute values.
@@ -69,12 +68,13 @@ fn css_class(outcome: Outcome) -> &'static str {
 }
 
 /// Renders the report page.
-pub fn render(
-    info: Option<&RunInfo>,
-    results: &[CellResult],
-    duration: Duration,
-    interrupted: bool,
-) -> String {
+pub fn render(info: Option<&RunInfo>, run: Finished<'_>) -> String {
+    let Finished {
+        results,
+        duration,
+        interrupted,
+        notes,
+    } = run;
     let totals = Totals::of(results);
     let ok = crate::model::run_ok(results, interrupted);
     let (clients, servers) = super::axes(info, results);
@@ -236,14 +236,7 @@ pub fn render(
             }
         );
     }
-    let races: Vec<&CellResult> = results
-        .iter()
-        .filter(|r| {
-            r.known_failure
-                .as_ref()
-                .is_some_and(|k| k.accepts == Accepts::Race)
-        })
-        .collect();
+    let races: Vec<&CellResult> = crate::model::races(results).collect();
     if !races.is_empty() {
         let _ = writeln!(
             h,
@@ -276,6 +269,13 @@ pub fn render(
         }
         let _ = writeln!(h, "</ul>");
     }
+    if !notes.is_empty() {
+        let _ = writeln!(h, "<h2 id=\"run-not-checked\">not checked</h2><ul>");
+        for note in notes {
+            let _ = writeln!(h, "<li>{}</li>", escape(note));
+        }
+        let _ = writeln!(h, "</ul>");
+    }
     let unsupported = crate::model::unsupported_reasons(results);
     if !unsupported.is_empty() {
         let _ = writeln!(h, "<h2>unsupported</h2><ul>");
@@ -304,14 +304,12 @@ impl Reporter for Html {
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         match event {
             Event::RunStarted(info) => self.info = Some(info.clone()),
-            Event::RunFinished {
-                results,
-                duration,
-                interrupted,
-            } => {
-                let page = render(self.info.as_ref(), results, *duration, *interrupted);
-                super::write_file(&self.path, page.as_bytes())
-                    .with_context(|| format!("writing HTML report {}", self.path.display()))?;
+            Event::RunFinished { .. } => {
+                if let Some(run) = event.finished() {
+                    let page = render(self.info.as_ref(), run);
+                    super::write_file(&self.path, page.as_bytes())
+                        .with_context(|| format!("writing HTML report {}", self.path.display()))?;
+                }
             }
             _ => {}
         }
@@ -321,6 +319,8 @@ impl Reporter for Html {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::model::CellId;
 
@@ -348,7 +348,7 @@ mod tests {
                 "got <b> & want \"c\"",
             ),
         ];
-        let page = render(None, &results, Duration::from_secs(1), false);
+        let page = render(None, Finished::of(&results, Duration::from_secs(1), false));
         assert!(page.contains("id=\"count-cells\">2<"), "{page}");
         assert!(page.contains("id=\"count-passed_partial\">0<"), "{page}");
         assert!(page.contains("id=\"count-passed\">1<"));

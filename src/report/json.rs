@@ -7,6 +7,7 @@
 //!   "run": { "backend", "tls", "shard"?, "implementations": [{name, library, version, server, client}],
 //!            "clients": [..], "servers": [..], "cases": [..], "cells": N, "started_unix": secs },
 //!   "duration_ms": f64, "interrupted": bool, "ok": bool,
+//!   "notes": [ checks of the run as a whole that were not made, and why ],
 //!   "totals": { cells, passed, passed_partial, failed, timed_out, unsupported, setup_error,
 //!               known_failures, races, unexpected_passes, unexpectedly_supported },
 //!   "cells": [ { client, server, case, outcome, duration_ms, message,
@@ -24,7 +25,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::model::{CellResult, Event, Reporter, RunInfo, Totals};
+use crate::model::{CellResult, Event, Finished, Reporter, RunInfo, Totals};
 
 /// Identifies the format of the file.
 pub const SCHEMA: &str = "polyglot-grpc-interop/report/v2";
@@ -36,6 +37,8 @@ struct Report<'a> {
     duration_ms: f64,
     interrupted: bool,
     ok: bool,
+    /// Checks of the run as a whole that were not made, and why.
+    notes: &'a [String],
     totals: Totals,
     cells: &'a [CellResult],
 }
@@ -53,20 +56,16 @@ impl Json {
 }
 
 /// Serializes a finished run.
-pub fn to_string(
-    info: Option<&RunInfo>,
-    results: &[CellResult],
-    duration_ms: f64,
-    interrupted: bool,
-) -> String {
+pub fn to_string(info: Option<&RunInfo>, run: Finished<'_>) -> String {
     let report = Report {
         schema: SCHEMA,
         run: info,
-        duration_ms,
-        interrupted,
-        ok: crate::model::run_ok(results, interrupted),
-        totals: Totals::of(results),
-        cells: results,
+        duration_ms: run.duration.as_secs_f64() * 1000.0,
+        interrupted: run.interrupted,
+        ok: run.ok(),
+        notes: run.notes,
+        totals: Totals::of(run.results),
+        cells: run.results,
     };
     // Serializing plain data with string keys cannot fail.
     serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -74,23 +73,13 @@ pub fn to_string(
 
 impl Reporter for Json {
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
-        match event {
-            Event::RunStarted(info) => self.info = Some(info.clone()),
-            Event::RunFinished {
-                results,
-                duration,
-                interrupted,
-            } => {
-                let text = to_string(
-                    self.info.as_ref(),
-                    results,
-                    duration.as_secs_f64() * 1000.0,
-                    *interrupted,
-                );
-                super::write_file(&self.path, text.as_bytes())
-                    .with_context(|| format!("writing JSON report {}", self.path.display()))?;
-            }
-            _ => {}
+        if let Event::RunStarted(info) = event {
+            self.info = Some(info.clone());
+        }
+        if let Some(run) = event.finished() {
+            let text = to_string(self.info.as_ref(), run);
+            super::write_file(&self.path, text.as_bytes())
+                .with_context(|| format!("writing JSON report {}", self.path.display()))?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::model::{CellResult, Event, Outcome, Problem, Reporter};
+use crate::model::{CellResult, Event, Finished, Outcome, Problem, Reporter};
 use crate::protocol::CheckState;
 
 /// The JUnit status of a cell: success, skipped (unsupported, or a known
@@ -84,7 +84,8 @@ fn properties(r: &CellResult) -> Vec<(String, String)> {
 }
 
 /// Builds the XML of a finished run.
-pub fn to_string(results: &[CellResult], duration: std::time::Duration) -> anyhow::Result<String> {
+pub fn to_string(run: Finished<'_>) -> anyhow::Result<String> {
+    let results = run.results;
     let mut suites: BTreeMap<(String, String), TestSuite> = BTreeMap::new();
     for r in results {
         let suite_name = format!("client={}/server={}", r.id.client, r.id.server);
@@ -101,8 +102,14 @@ pub fn to_string(results: &[CellResult], duration: std::time::Duration) -> anyho
         suite.add_test_case(case);
     }
     let mut report = Report::new("polyglot-grpc-interop");
-    report.set_time(duration);
-    report.add_test_suites(suites.into_values());
+    report.set_time(run.duration);
+    let suites = suites.into_values().map(|mut suite| {
+        for note in run.notes {
+            suite.add_property(Property::new("run.not_checked", note.as_str()));
+        }
+        suite
+    });
+    report.add_test_suites(suites);
     Ok(report.to_string()?)
 }
 
@@ -119,11 +126,8 @@ impl Junit {
 
 impl Reporter for Junit {
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
-        if let Event::RunFinished {
-            results, duration, ..
-        } = event
-        {
-            let xml = to_string(results, *duration)?;
+        if let Some(run) = event.finished() {
+            let xml = to_string(run)?;
             super::write_file(&self.path, xml.as_bytes())
                 .with_context(|| format!("writing JUnit report {}", self.path.display()))?;
         }
@@ -182,7 +186,16 @@ mod tests {
                 )
             },
         ];
-        let xml = to_string(&results, Duration::from_secs(1)).unwrap();
+        let notes = ["exit statuses not checked".to_string()];
+        let xml = to_string(Finished {
+            notes: &notes,
+            ..Finished::of(&results, Duration::from_secs(1), false)
+        })
+        .unwrap();
+        assert!(
+            xml.contains(r#"<property name="run.not_checked" value="exit statuses not checked"/>"#),
+            "{xml}"
+        );
         assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
         assert!(
             xml.contains(r#"<property name="outcome" value="passed_partial"/>"#),

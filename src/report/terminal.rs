@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::cases::{Case, CaseGroup};
-use crate::model::{Accepts, CellResult, Event, Outcome, Reporter, RunInfo, Totals};
+use crate::model::{CellResult, Event, Finished, Outcome, Reporter, RunInfo, Totals};
 
 /// Width of one pairing column of the case grid.
 const COL: usize = 10;
@@ -81,12 +81,7 @@ impl Terminal {
         p.flush()
     }
 
-    fn finish(
-        &mut self,
-        results: &[CellResult],
-        duration: Duration,
-        interrupted: bool,
-    ) -> std::io::Result<()> {
+    fn finish(&mut self, run: Finished<'_>) -> std::io::Result<()> {
         if self.live
             && let Some(p) = self.progress.as_mut()
         {
@@ -94,7 +89,7 @@ impl Terminal {
             p.flush()?;
         }
         let info = self.info.clone();
-        render(&mut self.out, info.as_ref(), results, duration, interrupted)?;
+        render(&mut self.out, info.as_ref(), run)?;
         self.out.flush()
     }
 }
@@ -128,11 +123,11 @@ impl Reporter for Terminal {
                     self.progress_line()?;
                 }
             }
-            Event::RunFinished {
-                results,
-                duration,
-                interrupted,
-            } => self.finish(results, *duration, *interrupted)?,
+            Event::RunFinished { .. } => {
+                if let Some(run) = event.finished() {
+                    self.finish(run)?;
+                }
+            }
         }
         Ok(())
     }
@@ -164,10 +159,14 @@ fn pad(text: &str, width: usize) -> String {
 pub fn render(
     out: &mut dyn Write,
     info: Option<&RunInfo>,
-    results: &[CellResult],
-    duration: Duration,
-    interrupted: bool,
+    run: Finished<'_>,
 ) -> std::io::Result<()> {
+    let Finished {
+        results,
+        duration,
+        interrupted,
+        notes,
+    } = run;
     let (clients, servers) = super::axes(info, results);
     let pairings: Vec<(&str, &str)> = clients
         .iter()
@@ -270,14 +269,7 @@ pub fn render(
             }
         }
     }
-    let races: Vec<&CellResult> = results
-        .iter()
-        .filter(|r| {
-            r.known_failure
-                .as_ref()
-                .is_some_and(|k| k.accepts == Accepts::Race)
-        })
-        .collect();
+    let races: Vec<&CellResult> = crate::model::races(results).collect();
     if !races.is_empty() {
         writeln!(out)?;
         writeln!(out, "races (either outcome accepted, known-failures.toml):")?;
@@ -311,6 +303,13 @@ pub fn render(
                 "  {case} ({n} cell{}): {reason}",
                 if n == 1 { "" } else { "s" }
             )?;
+        }
+    }
+    if !notes.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "not checked:")?;
+        for note in notes {
+            writeln!(out, "  {note}")?;
         }
     }
     let t = Totals::of(results);
@@ -389,7 +388,12 @@ mod tests {
             ),
         ];
         let mut out = Vec::new();
-        render(&mut out, None, &results, Duration::from_secs(2), false).unwrap();
+        render(
+            &mut out,
+            None,
+            Finished::of(&results, Duration::from_secs(2), false),
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("greeter (1 cases)"), "{text}");
         assert!(text.contains("interop (2 cases)"), "{text}");
