@@ -131,12 +131,60 @@ pub struct RunArgs {
     /// Start one client process per case (slower; for comparison).
     #[arg(long)]
     pub process_per_case: bool,
+    #[command(flatten)]
+    pub soak: SoakArgs,
     /// Do not build; use what is already built.
     #[arg(long)]
     pub no_build: bool,
     /// Stream every child's logs to stderr, prefixed with its name.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// The soak cases' settings, passed to every client with the official flags.
+/// The defaults keep the matrix fast; a real soak raises them.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// rpc_soak, channel_soak: RPCs per case.
+    #[arg(long, default_value_t = 10)]
+    pub soak_iterations: u32,
+    /// How many of them may fail.
+    #[arg(long, default_value_t = 0)]
+    pub soak_max_failures: u32,
+    /// Milliseconds an RPC may take before its iteration fails.
+    #[arg(long, default_value_t = 1000)]
+    pub soak_per_iteration_max_acceptable_latency_ms: u32,
+    /// Seconds after which a soak case stops, failing.
+    #[arg(long, default_value_t = 10)]
+    pub soak_overall_timeout_seconds: u32,
+    /// Milliseconds between the starts of two iterations of a worker, at least.
+    #[arg(long, default_value_t = 0)]
+    pub soak_min_time_ms_between_rpcs: u32,
+    /// Workers per soak case.
+    #[arg(long, default_value_t = 1)]
+    pub soak_num_threads: u32,
+}
+
+impl SoakArgs {
+    fn soak(&self) -> Result<crate::manifest::Soak, UsageError> {
+        if self.soak_iterations == 0
+            || self.soak_num_threads == 0
+            || self.soak_iterations % self.soak_num_threads != 0
+        {
+            return Err(UsageError(anyhow::anyhow!(
+                "--soak-iterations must be a positive multiple of --soak-num-threads (at least 1)"
+            )));
+        }
+        Ok(crate::manifest::Soak {
+            iterations: self.soak_iterations,
+            max_failures: self.soak_max_failures,
+            per_iteration_max_acceptable_latency_ms: self
+                .soak_per_iteration_max_acceptable_latency_ms,
+            overall_timeout_seconds: self.soak_overall_timeout_seconds,
+            min_time_ms_between_rpcs: self.soak_min_time_ms_between_rpcs,
+            num_threads: self.soak_num_threads,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -298,9 +346,18 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
     if args.jobs == 0 {
         return Err(UsageError(anyhow::anyhow!("--jobs must be at least 1")));
     }
+    let soak = args.soak.soak()?;
+    let case_timeout = seconds("case-timeout", args.case_timeout)?;
+    // A soak case may take its overall timeout plus one more iteration.
+    let soak_case_timeout = case_timeout.max(
+        Duration::from_secs(u64::from(soak.overall_timeout_seconds))
+            + Duration::from_millis(u64::from(soak.per_iteration_max_acceptable_latency_ms))
+            + Duration::from_secs(5),
+    );
     let options = Options {
         jobs: args.jobs,
-        case_timeout: seconds("case-timeout", args.case_timeout)?,
+        case_timeout,
+        soak_case_timeout,
         client_startup: seconds("startup-timeout", args.startup_timeout)?,
         process_per_case: args.process_per_case,
         skip_build: args.no_build,
@@ -315,6 +372,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
         build_timeout: Duration::from_secs(40 * 60),
         stop_grace: Duration::from_secs(2),
         verbose: args.verbose,
+        soak,
     };
     Ok(Prepared {
         root,

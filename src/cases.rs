@@ -11,14 +11,20 @@ pub enum CaseGroup {
     Greeter,
     /// `grpc.testing.TestService`: the official interop cases.
     Interop,
+    /// The official soak cases: many `large_unary` calls in a row.
+    Soak,
 }
 
 impl CaseGroup {
+    /// Every group, in report order.
+    pub const ALL: [CaseGroup; 3] = [CaseGroup::Greeter, CaseGroup::Interop, CaseGroup::Soak];
+
     /// Name used in reports.
     pub fn name(self) -> &'static str {
         match self {
             CaseGroup::Greeter => "greeter",
             CaseGroup::Interop => "interop",
+            CaseGroup::Soak => "soak",
         }
     }
 }
@@ -51,6 +57,8 @@ pub enum Case {
     ServerCompressedUnary,
     ClientCompressedStreaming,
     ServerCompressedStreaming,
+    RpcSoak,
+    ChannelSoak,
 }
 
 impl Case {
@@ -71,6 +79,7 @@ impl Case {
             | Case::GreeterServerStreaming
             | Case::GreeterClientStreaming
             | Case::GreeterBidiStreaming => CaseGroup::Greeter,
+            Case::RpcSoak | Case::ChannelSoak => CaseGroup::Soak,
             _ => CaseGroup::Interop,
         }
     }
@@ -166,6 +175,7 @@ impl Case {
                 "payload_type",
                 "response_compressed",
             ],
+            Case::RpcSoak | Case::ChannelSoak => &["completed", "failures"],
         }
     }
 
@@ -216,14 +226,14 @@ mod tests {
                     .all(|c| c.is_ascii_lowercase() || c == '_')
             );
         }
-        assert_eq!(Case::all().len(), 22);
+        assert_eq!(Case::all().len(), 24);
         assert_eq!(Case::LargeUnary.name(), "large_unary");
         assert_eq!(Case::GreeterBidiStreaming.name(), "greeter_bidi_streaming");
     }
 
     #[test]
     fn parse_list_accepts_all_lists_and_rejects_unknown() {
-        assert_eq!(Case::parse_list("all").unwrap().len(), 22);
+        assert_eq!(Case::parse_list("all").unwrap().len(), 24);
         assert_eq!(
             Case::parse_list("ping_pong, empty_unary,ping_pong").unwrap(),
             vec![Case::PingPong, Case::EmptyUnary]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cases::Case;
 use crate::model::{CellResult, Outcome};
+use crate::process::Exit;
 use crate::protocol::{CheckState, Reported, ResultLine};
 use crate::select::PlannedCell;
 
@@ -110,6 +111,7 @@ pub fn judge(
         duration: line.duration(measured),
         checks: line.checks.clone(),
         not_checked: line.not_checked.clone(),
+        metrics: line.metrics.clone(),
         unsupported: declared.clone(),
         ..CellResult::not_run(planned.id.clone(), Outcome::Failed, "")
     };
@@ -172,6 +174,58 @@ pub fn judge(
     result
 }
 
+/// How many lines of a client's output the message of a failed exit-status
+/// case quotes.
+const EXIT_TAIL_LINES: usize = 3;
+
+/// Judges a case of a client that reports by its exit status only (one case
+/// per process): passed when it exited 0, failed otherwise, with its last
+/// output lines. Its checks are its own and unnamed: the cell says so.
+pub fn judge_exit(
+    planned: &PlannedCell,
+    exit: Option<Exit>,
+    output: &[String],
+    measured: Duration,
+) -> CellResult {
+    let declared = planned.unsupported();
+    let mut result = CellResult {
+        duration: measured,
+        reported_by: Some("exit_status"),
+        unsupported: declared.clone(),
+        ..CellResult::not_run(planned.id.clone(), Outcome::Failed, "")
+    };
+    if exit == Some(Exit::Code(0)) {
+        // A full pass, also of a declared unsupported cell (then unexpectedly supported).
+        result.outcome = Outcome::Passed;
+        return result;
+    }
+    let ended = exit.map_or_else(|| "it did not exit".to_string(), |e| e.to_string());
+    let tail: Vec<&str> = output
+        .iter()
+        .rev()
+        .take(EXIT_TAIL_LINES)
+        .rev()
+        .map(|l| l.trim())
+        .collect();
+    let failure = format!(
+        "client {} ended with {ended}; its last output: {}",
+        planned.id.client,
+        if tail.is_empty() {
+            "(none)".to_string()
+        } else {
+            tail.join(" | ")
+        }
+    );
+    match declared {
+        Some(reason) => {
+            result.outcome = Outcome::Unsupported;
+            result.message = format!("{reason} [shown: {failure}]");
+        }
+        None => result.message = failure,
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -203,6 +257,7 @@ mod tests {
             },
             checks: Some(checks.iter().map(|(n, s)| (n.to_string(), *s)).collect()),
             not_checked: BTreeMap::new(),
+            metrics: BTreeMap::new(),
         }
     }
 
@@ -304,6 +359,43 @@ mod tests {
             (Outcome::Failed, "UnaryCall payload size = 1, want 314159")
         );
         assert_eq!(r.failed_checks(), ["payload_size"]);
+    }
+
+    #[test]
+    fn an_exit_status_client_passes_on_exit_0_and_fails_with_its_last_output() {
+        let p = planned(Case::LargeUnary, None, None);
+        let r = judge_exit(&p, Some(Exit::Code(0)), &[], Duration::from_millis(5));
+        assert_eq!(
+            (r.outcome, r.reported_by),
+            (Outcome::Passed, Some("exit_status"))
+        );
+        assert_eq!(r.checks, None);
+        let output = [
+            "a".to_string(),
+            "b".into(),
+            "c".into(),
+            "Unsupported test case".into(),
+        ];
+        let r = judge_exit(&p, Some(Exit::Code(1)), &output, Duration::ZERO);
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(
+            r.message,
+            "client c ended with exit status 1; its last output: b | c | Unsupported test case"
+        );
+        // A declared unsupported cell: the failure shows it; a pass does not.
+        let p = planned(Case::ClientCompressedUnary, Some("no compression"), None);
+        let r = judge_exit(&p, Some(Exit::Code(1)), &output, Duration::ZERO);
+        assert_eq!(r.outcome, Outcome::Unsupported);
+        assert!(
+            r.message.starts_with("client c: no compression [shown: "),
+            "{}",
+            r.message
+        );
+        let r = judge_exit(&p, Some(Exit::Code(0)), &[], Duration::ZERO);
+        assert_eq!(
+            r.problem(),
+            Some(crate::model::Problem::UnexpectedlySupported)
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct BuildStep {
 }
 
 /// How to start one side (server or client) and what it cannot do.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
     /// Argument template; see [`Template`] for the placeholders.
@@ -52,6 +52,49 @@ pub struct Role {
     /// Case name -> reason this side cannot do it.
     #[serde(default)]
     pub unsupported: BTreeMap<String, String>,
+    /// Server: how the runner knows it is ready.
+    #[serde(default)]
+    pub ready: Ready,
+    /// Server with TLS: the CA its clients must trust (a template; default
+    /// `{root}/testdata/tls/ca.pem`, the project's test CA).
+    #[serde(default)]
+    pub tls_ca: Option<String>,
+    /// Server with TLS: the name its certificate is for (default
+    /// `foo.test.google.fr`, as the test certificates).
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// Client: how it reports its cases.
+    #[serde(default)]
+    pub results: Results,
+    /// Client: arguments added when it plays a soak case (templates with
+    /// the `{soak_*}` placeholders).
+    #[serde(default)]
+    pub soak: Vec<String>,
+}
+
+/// How the runner knows a server is ready.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ready {
+    /// It binds `--port 0` and prints `{"event":"listening","port":N}`.
+    #[default]
+    Line,
+    /// It binds the port the runner chose (`{port}`) and accepts TCP connections
+    /// there (a program that follows only the official interop flags).
+    Tcp,
+}
+
+/// How a client reports its cases.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Results {
+    /// Ready, result and done lines on stdout (implementations/CONTRACT.md).
+    #[default]
+    Lines,
+    /// One case per process (`{cases}` is one name), passed when it exits 0,
+    /// failed otherwise, with the tail of its output (the official interop
+    /// clients).
+    ExitStatus,
 }
 
 /// Container image of the implementation, for the docker backend.
@@ -69,6 +112,9 @@ pub struct DockerSpec {
     pub server: Vec<String>,
     /// Client command inside the image (template, as [`Role::command`]).
     pub client: Vec<String>,
+    /// Server TLS arguments inside the image, when they differ from `[server] tls`.
+    #[serde(default)]
+    pub server_tls: Option<Vec<String>>,
 }
 
 fn default_context() -> String {
@@ -152,6 +198,26 @@ impl Implementation {
                         "[{side}.unsupported] {case}: the reason is empty"
                     )));
                 }
+            }
+            let misplaced = match side {
+                "server" if role.results != Results::Lines || !role.soak.is_empty() => {
+                    Some("results and soak are client fields")
+                }
+                "client"
+                    if role.ready != Ready::Line
+                        || role.tls_ca.is_some()
+                        || role.tls_name.is_some() =>
+                {
+                    Some("ready, tls_ca and tls_name are server fields")
+                }
+                _ => None,
+            };
+            if let Some(what) = misplaced {
+                return Err(invalid(format!("[{side}]: {what}")));
+            }
+            for template in role.tls.iter().chain(&role.soak).chain(&role.tls_ca) {
+                check_template(std::slice::from_ref(template), &[])
+                    .map_err(|m| invalid(format!("[{side}]: {m}")))?;
             }
         }
         if let Some(docker) = &raw.docker {
@@ -245,23 +311,95 @@ pub struct Template {
     pub port: String,
     /// `{cases}`: comma-separated case names.
     pub cases: String,
+    /// `{ca}`: the CA the server's certificate chains to (TLS).
+    pub ca: String,
+    /// `{tls_name}`: the name the server's certificate is for (TLS).
+    pub tls_name: String,
+    /// `{soak_iterations}` and the other soak settings.
+    pub soak: Soak,
+}
+
+/// The settings of the soak cases, passed to clients with the official flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Soak {
+    pub iterations: u32,
+    pub max_failures: u32,
+    pub per_iteration_max_acceptable_latency_ms: u32,
+    pub overall_timeout_seconds: u32,
+    pub min_time_ms_between_rpcs: u32,
+    pub num_threads: u32,
+}
+
+impl Default for Soak {
+    /// Small: the default matrix stays fast; larger runs choose with flags.
+    fn default() -> Self {
+        Soak {
+            iterations: 10,
+            max_failures: 0,
+            per_iteration_max_acceptable_latency_ms: 1000,
+            overall_timeout_seconds: 10,
+            min_time_ms_between_rpcs: 0,
+            num_threads: 1,
+        }
+    }
 }
 
 impl Template {
-    const KNOWN: [&'static str; 4] = ["root", "host", "port", "cases"];
+    const KNOWN: [&'static str; 12] = [
+        "root",
+        "host",
+        "port",
+        "cases",
+        "ca",
+        "tls_name",
+        "soak_iterations",
+        "soak_max_failures",
+        "soak_per_iteration_max_acceptable_latency_ms",
+        "soak_overall_timeout_seconds",
+        "soak_min_time_ms_between_rpcs",
+        "soak_num_threads",
+    ];
 
     /// Substitutes every placeholder of every argument.
     pub fn expand(&self, args: &[String]) -> Vec<String> {
+        let s = self.soak;
+        let values: [(&str, String); 12] = [
+            ("{root}", self.root.clone()),
+            ("{host}", self.host.clone()),
+            ("{port}", self.port.clone()),
+            ("{cases}", self.cases.clone()),
+            ("{ca}", self.ca.clone()),
+            ("{tls_name}", self.tls_name.clone()),
+            ("{soak_iterations}", s.iterations.to_string()),
+            ("{soak_max_failures}", s.max_failures.to_string()),
+            (
+                "{soak_per_iteration_max_acceptable_latency_ms}",
+                s.per_iteration_max_acceptable_latency_ms.to_string(),
+            ),
+            (
+                "{soak_overall_timeout_seconds}",
+                s.overall_timeout_seconds.to_string(),
+            ),
+            (
+                "{soak_min_time_ms_between_rpcs}",
+                s.min_time_ms_between_rpcs.to_string(),
+            ),
+            ("{soak_num_threads}", s.num_threads.to_string()),
+        ];
         args.iter()
             .map(|arg| {
-                arg.replace("{root}", &self.root)
-                    .replace("{host}", &self.host)
-                    .replace("{port}", &self.port)
-                    .replace("{cases}", &self.cases)
+                values
+                    .iter()
+                    .fold(arg.clone(), |arg, (key, value)| arg.replace(key, value))
             })
             .collect()
     }
 }
+
+/// The test CA and certificate name of a server that names none.
+pub const DEFAULT_TLS_CA: &str = "{root}/testdata/tls/ca.pem";
+/// The name the project's test server certificate is for.
+pub const DEFAULT_TLS_NAME: &str = "foo.test.google.fr";
 
 /// Loads every `*.toml` of `dir`, sorted by file name.
 pub fn load_dir(dir: &Path) -> Result<Vec<Implementation>, ManifestError> {
@@ -363,6 +501,7 @@ command = ["{root}/bin/client", "--server_host={host}", "--server_port={port}", 
             host: "h".into(),
             port: "7".into(),
             cases: "a,b".into(),
+            ..Template::default()
         };
         let out = t.expand(&[
             "{root}/c".into(),

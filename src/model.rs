@@ -190,6 +190,14 @@ pub struct CellResult {
     /// Checks the client's library cannot make, with the reason.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub not_checked: BTreeMap<String, String>,
+    /// Numbers the case measured, as the client reported them (the soak
+    /// cases: `iterations`, `failures`, `latency_ms_p50` ... `_max`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// How the client reported: `None` in result lines naming their checks;
+    /// `Some("exit_status")` for a client that reports a case by its exit status only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<&'static str>,
     /// Set when a manifest declares the cell unsupported: the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
@@ -216,6 +224,8 @@ impl CellResult {
             message: message.into(),
             checks: None,
             not_checked: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            reported_by: None,
             unsupported: None,
             known_failure: None,
             logs: vec![],
@@ -322,6 +332,54 @@ pub fn unsupported_reasons(results: &[CellResult]) -> BTreeMap<(Case, &str), usi
         *groups.entry((r.id.case, reason)).or_default() += 1;
     }
     groups
+}
+
+/// How a report shows the numbers a cell measured: the soak cases'
+/// iterations, failures and latency percentiles; `None` when it has none.
+pub fn metrics_text(r: &CellResult) -> Option<String> {
+    if r.metrics.is_empty() {
+        return (r.id.case.group() == crate::cases::CaseGroup::Soak && r.outcome.is_pass()).then(
+            || match r.reported_by {
+                Some(how) => format!(
+                    "no latencies: the client reports by its {}",
+                    how.replace('_', " ")
+                ),
+                None => "no latencies reported".to_string(),
+            },
+        );
+    }
+    let get = |k: &str| r.metrics.get(k).copied();
+    let mut parts = Vec::new();
+    if let (Some(n), Some(f)) = (get("iterations"), get("failures")) {
+        parts.push(format!("{n} iterations, {f} failed"));
+    }
+    let latencies: Vec<String> = [
+        ("p50", "latency_ms_p50"),
+        ("p90", "latency_ms_p90"),
+        ("p99", "latency_ms_p99"),
+        ("max", "latency_ms_max"),
+    ]
+    .iter()
+    .filter_map(|(label, key)| get(key).map(|v| format!("{label} {v:.3} ms")))
+    .collect();
+    if !latencies.is_empty() {
+        parts.push(latencies.join(", "));
+    }
+    let known = [
+        "iterations",
+        "failures",
+        "latency_ms_p50",
+        "latency_ms_p90",
+        "latency_ms_p99",
+        "latency_ms_max",
+    ];
+    parts.extend(
+        r.metrics
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k} {v}")),
+    );
+    Some(parts.join("; "))
 }
 
 /// The cells whose known-failure entry is a race.

@@ -207,8 +207,7 @@ fn lying_server(root: &Path, mutation: Option<&str>) -> Implementation {
         build: vec![fixture_build()],
         server: Some(Role {
             command,
-            tls: vec![],
-            unsupported: BTreeMap::new(),
+            ..Role::default()
         }),
         client: None,
         docker: None,
@@ -412,6 +411,7 @@ pub async fn run(
         build_timeout: Duration::from_secs(40 * 60),
         stop_grace: Duration::from_secs(2),
         verbose: opts.verbose,
+        soak: crate::manifest::Soak::default(),
     };
     let backend: Arc<dyn Backend> = Arc::new(Native::new(&opts.root, settings));
     let honest = lying_server(&opts.root, None);

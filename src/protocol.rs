@@ -75,6 +75,9 @@ pub struct ResultLine {
     /// Checks the client's library cannot make, with the reason.
     #[serde(default)]
     pub not_checked: BTreeMap<String, String>,
+    /// Numbers the case measured (the soak cases' latency percentiles).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl ResultLine {

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendError, ClientHandle, Exit, Next, ServerHandle, tail_text};
-use crate::judge::judge;
-use crate::manifest::Implementation;
+use crate::judge::{judge, judge_exit};
+use crate::manifest::{Implementation, Results};
 use crate::model::{CellId, CellResult, Event, ImplInfo, Outcome, Reporter, RunInfo};
 use crate::protocol::{self, Line, Reported};
 use crate::select::{KnownFailures, Plan, PlannedCell};
@@ -26,6 +26,8 @@ pub struct Options {
     /// Time one case may take: from the client's ready line or its previous
     /// result line to the case's result line.
     pub case_timeout: Duration,
+    /// Time a soak case may take (its overall timeout and then some).
+    pub soak_case_timeout: Duration,
     /// Time a client process may take from its start to its ready line.
     pub client_startup: Duration,
     /// One client process per case instead of one per pairing.
@@ -42,6 +44,7 @@ impl Default for Options {
         Options {
             jobs: 4,
             case_timeout: Duration::from_secs(20),
+            soak_case_timeout: Duration::from_secs(25),
             client_startup: Duration::from_secs(15),
             process_per_case: false,
             skip_build: false,
@@ -408,7 +411,16 @@ struct Transcript {
 
 impl Pairing {
     async fn play(&self, cells: Vec<PlannedCell>) {
-        if self.opts.process_per_case {
+        if self
+            .imp
+            .client
+            .as_ref()
+            .is_some_and(|c| c.results == Results::ExitStatus)
+        {
+            for cell in cells {
+                self.play_by_exit_status(cell).await;
+            }
+        } else if self.opts.process_per_case {
             for cell in cells {
                 self.play_batch(vec![cell]).await;
             }
@@ -421,25 +433,9 @@ impl Pairing {
     /// dies, the case it was on gets the outcome and the rest go to a new one.
     async fn play_batch(&self, mut remaining: Vec<PlannedCell>) {
         while !remaining.is_empty() {
-            if self.cancel.is_cancelled() {
-                self.give_up(&mut remaining, "interrupted");
+            let Some(target) = self.live_target(&mut remaining).await else {
                 return;
-            }
-            let (target, server_gone) = {
-                let mut server = self.server.lock().await;
-                (server.target(), server.exited())
             };
-            if let Some(status) = server_gone {
-                let logs = self.server_logs().await;
-                let message = format!("server {} is not running ({status})", self.server_name);
-                for cell in remaining.drain(..) {
-                    self.sink.finish_cell(CellResult {
-                        logs: logs.clone(),
-                        ..CellResult::not_run(cell.id, Outcome::Failed, message.clone())
-                    });
-                }
-                return;
-            }
             self.sink.emit(&Event::CellsStarted(
                 remaining.iter().map(|c| c.id.clone()).collect(),
             ));
@@ -459,13 +455,116 @@ impl Pairing {
         }
     }
 
+    /// Plays one case in a process of its own, for a client that reports a
+    /// case by its exit status only. It prints no ready line: start-up and
+    /// the case share one deadline.
+    async fn play_by_exit_status(&self, cell: PlannedCell) {
+        let mut one = vec![cell];
+        let Some(target) = self.live_target(&mut one).await else {
+            return;
+        };
+        self.sink
+            .emit(&Event::CellsStarted(vec![one[0].id.clone()]));
+        let cases = [one[0].id.case];
+        let client = tokio::select! {
+            c = self.backend.start_client(&self.imp, &self.server_name, &target, &cases) => c,
+            () = self.cancel.cancelled() => Err(BackendError::Interrupted),
+        };
+        let mut client = match client {
+            Ok(c) => c,
+            Err(BackendError::Interrupted) => return self.give_up(&mut one, "interrupted"),
+            Err(e) => {
+                let why = format!("client {} did not start: {e}", self.imp.name);
+                return self.give_up(&mut one, &why);
+            }
+        };
+        let started = Instant::now();
+        let deadline = started + self.opts.client_startup + self.case_timeout(&one);
+        let mut notes = Vec::new();
+        let ended = loop {
+            let next = tokio::select! {
+                n = client.next_line(deadline) => n,
+                () = self.cancel.cancelled() => {
+                    client.stop().await;
+                    return self.give_up(&mut one, "interrupted");
+                }
+            };
+            match next {
+                Next::Line(text) => notes.push(format!("[client {}] {text}", self.imp.name)),
+                Next::Eof => break true,
+                Next::Deadline => break false,
+            }
+        };
+        let cell = one.remove(0);
+        if !ended {
+            let exit = client.stop().await;
+            let mut logs = self.logs(client.logs(FAILURE_LOG_LINES), &notes).await;
+            logs.push(format!(
+                "[runner] client stopped after the deadline: {}",
+                describe_exit(exit)
+            ));
+            return self.sink.finish_cell(CellResult {
+                duration: started.elapsed(),
+                logs,
+                reported_by: Some("exit_status"),
+                ..CellResult::not_run(
+                    cell.id,
+                    Outcome::TimedOut,
+                    format!(
+                        "no exit within {:.1} s (start-up included)",
+                        (deadline - started).as_secs_f64()
+                    ),
+                )
+            });
+        }
+        let exit = match client.wait(Instant::now() + EXIT_GRACE).await {
+            Some(exit) => Some(exit),
+            None => {
+                notes
+                    .push("[runner] the client closed its output but did not exit; stopped".into());
+                client.stop().await;
+                None
+            }
+        };
+        let output = client.logs(FAILURE_LOG_LINES);
+        let mut result = judge_exit(&cell, exit, &output, started.elapsed());
+        if !result.outcome.is_pass() {
+            result.logs = self.logs(output, &notes).await;
+        }
+        self.sink.finish_cell(result);
+    }
+
+    /// The server's address, or `None` after failing `cells` when it is gone.
+    async fn live_target(&self, cells: &mut Vec<PlannedCell>) -> Option<crate::backend::Target> {
+        if self.cancel.is_cancelled() {
+            self.give_up(cells, "interrupted");
+            return None;
+        }
+        let (target, server_gone) = {
+            let mut server = self.server.lock().await;
+            (server.target(), server.exited())
+        };
+        if let Some(status) = server_gone {
+            let logs = self.server_logs().await;
+            let message = format!("server {} is not running ({status})", self.server_name);
+            for cell in cells.drain(..) {
+                self.sink.finish_cell(CellResult {
+                    logs: logs.clone(),
+                    ..CellResult::not_run(cell.id, Outcome::Failed, message.clone())
+                });
+            }
+            return None;
+        }
+        Some(target)
+    }
+
     /// Reads one client process to its end: its results, then its done line
     /// and exit status, which are checked against the results. Removes the
     /// cells that got an outcome; the rest go to a new process.
     async fn drive(&self, client: &mut dyn ClientHandle, remaining: &mut Vec<PlannedCell>) {
         let spawned = Instant::now();
         // Until the ready line, start-up and the first case share one deadline.
-        let mut deadline = spawned + self.opts.client_startup + self.opts.case_timeout;
+        let mut deadline = spawned + self.opts.client_startup + self.case_timeout(remaining);
         let mut last = spawned;
         let mut t = Transcript::default();
         while !remaining.is_empty() {
@@ -483,7 +582,7 @@ impl Pairing {
                 Next::Line(text) => match protocol::parse(&text) {
                     Ok(Line::Ready) => {
                         last = now;
-                        deadline = now + self.opts.case_timeout;
+                        deadline = now + self.case_timeout(remaining);
                     }
                     Ok(Line::Result(r)) => {
                         t.result_lines += 1;
@@ -499,7 +598,7 @@ impl Pairing {
                             )),
                         }
                         last = now;
-                        deadline = now + self.opts.case_timeout;
+                        deadline = now + self.case_timeout(remaining);
                     }
                     Ok(Line::Done { cases }) => {
                         t.done = Some(cases);
@@ -620,6 +719,16 @@ impl Pairing {
         }
         fail_for(&mut t.results, &problems, &logs);
         self.emit(t.results);
+    }
+
+    /// The time the next of `remaining` may take: a soak case has its own.
+    fn case_timeout(&self, remaining: &[PlannedCell]) -> Duration {
+        match remaining.first() {
+            Some(c) if c.id.case.group() == crate::cases::CaseGroup::Soak => {
+                self.opts.soak_case_timeout
+            }
+            _ => self.opts.case_timeout,
+        }
     }
 
     fn emit(&self, results: Vec<CellResult>) {

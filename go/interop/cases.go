@@ -29,19 +29,29 @@ import (
 // that never answers costs seconds, not the whole run.
 const RPCTimeout = 10 * time.Second
 
-// Clients are the stubs, all on one channel, that the client cases call.
+// Clients are the stubs, all on one channel, that the client cases call,
+// and what the soak cases need besides.
 type Clients struct {
 	Greeter       helloworld.GreeterClient
 	Test          testingpb.TestServiceClient
 	Unimplemented testingpb.UnimplementedServiceClient
+	// Dial makes a new channel with the target, credentials and options of
+	// the one the stubs use: channel_soak makes one per iteration. NewChannel
+	// sets it; nil when the channel's parameters are unknown (NewClients).
+	Dial func() (*grpc.ClientConn, error)
+	// Soak is what the soak flags say; NewClients sets DefaultSoakConfig.
+	Soak SoakConfig
 }
 
-// NewClients makes the stubs of every service the cases call on cc.
+// NewClients makes the stubs of every service the cases call on cc. It
+// cannot make further channels like cc (Dial is nil): use NewChannel for
+// a client that runs channel_soak.
 func NewClients(cc grpc.ClientConnInterface) *Clients {
 	return &Clients{
 		Greeter:       helloworld.NewGreeterClient(cc),
 		Test:          testingpb.NewTestServiceClient(cc),
 		Unimplemented: testingpb.NewUnimplementedServiceClient(cc),
+		Soak:          DefaultSoakConfig(),
 	}
 }
 
@@ -75,6 +85,7 @@ var (
 	greeterStreamChecks = []string{"status", "reply_count", "message", "index"}
 	// streamPayloadChecks is for the TestService calls with several responses.
 	streamPayloadChecks = concat([]string{"status", "response_count"}, payloadChecks)
+	soakChecks          = []string{"completed", "failures"}
 )
 
 // concat joins name lists into a new one.
@@ -133,6 +144,8 @@ var Cases = []Case{
 	), DoServerCompressedUnary},
 	{"client_compressed_streaming", []string{"probe.status_code", "stream.status", "stream.aggregated_size", "stream.sent_compressed"}, DoClientCompressedStreaming},
 	{"server_compressed_streaming", concat(streamPayloadChecks, []string{"response_compressed"}), DoServerCompressedStreaming},
+	{"rpc_soak", soakChecks, DoRPCSoak},
+	{"channel_soak", soakChecks, DoChannelSoak},
 }
 
 // UnsupportedCases maps each case this client cannot express to the reason.
@@ -191,6 +204,8 @@ type Result struct {
 	// NotChecked maps each check of the case this client cannot make to the
 	// reason. grpc-go lets the client make every check, so it stays empty.
 	NotChecked map[string]string `json:"not_checked"`
+	// Metrics is what a soak case measured; nil (absent) for other cases.
+	Metrics *SoakMetrics `json:"metrics,omitempty"`
 }
 
 // CallGrace is how long after a call's deadline RunCase still waits for
@@ -210,7 +225,9 @@ type finish struct {
 // failed result instead of ending the program.
 //
 // The case runs in its own goroutine. RunCase waits until CallGrace after
-// the deadline of the call the case started last (Checks.withTimeout); if the case
+// the deadline of the call the case started last (Checks.withTimeout), or
+// after the budget of a soak case (overall timeout + per-iteration maximum,
+// Checks.setDeadline); if the case
 // has not ended by then, grpc-go did not end a call its deadline should have
 // ended, and RunCase returns a failed result at once, marking the status
 // check of the call that did not end as failed. That goroutine is left
@@ -305,6 +322,7 @@ type Checks struct {
 	failed   []string        // the message of every failure, in order
 	deadline time.Time       // the deadline of the call the case started last
 	moved    chan struct{}   // signalled (if not nil) when deadline changes
+	soak     *soakTally      // the iterations of a soak case; nil for other cases
 }
 
 // check records one instance of the check name: passed when ok, else failed
@@ -343,14 +361,20 @@ func (c *Checks) failCase(message string) {
 // one after another, so the deadline of the call started last is the one
 // that counts.
 func (c *Checks) withTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	c.setDeadline(time.Now().Add(timeout))
+	return context.WithTimeout(ctx, timeout)
+}
+
+// setDeadline tells RunCase that the case must have ended by t (plus
+// CallGrace): the deadline of a call, or the budget of a whole soak case.
+func (c *Checks) setDeadline(t time.Time) {
 	c.mu.Lock()
-	c.deadline = time.Now().Add(timeout)
+	c.deadline = t
 	c.mu.Unlock()
 	select {
 	case c.moved <- struct{}{}:
 	default: // a signal is pending already, or nobody watches (nil)
 	}
-	return context.WithTimeout(ctx, timeout)
 }
 
 func (c *Checks) lastDeadline() time.Time {
@@ -434,6 +458,9 @@ func (c *Checks) result(res Result, tc Case, took time.Duration) Result {
 		res.Outcome = OutcomePassed
 	} else {
 		res.Outcome, res.Message = OutcomeFailed, strings.Join(failed, "; ")
+	}
+	if c.soak != nil {
+		res.Metrics = c.soak.metrics()
 	}
 	// Microsecond resolution is plenty and keeps the lines short.
 	res.DurationMS = float64(took.Microseconds()) / 1000

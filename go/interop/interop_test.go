@@ -27,21 +27,28 @@ import (
 )
 
 // startServer serves s on a loopback port and returns stubs on one channel
-// to it; both stop when the test ends.
+// to it (made by NewChannel, so channel_soak can make more); both stop when
+// the test ends.
 func startServer(t *testing.T, s *grpc.Server) (*Clients, *grpc.ClientConn) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	return serveOn(t, s, lis)
+}
+
+// serveOn serves s on lis and returns stubs on a channel to it.
+func serveOn(t *testing.T, s *grpc.Server, lis net.Listener) (*Clients, *grpc.ClientConn) {
+	t.Helper()
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), InsecureDialOptions()...)
+	cc, c, err := NewChannel(lis.Addr().String(), InsecureDialOptions()...)
 	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
+		t.Fatalf("NewChannel: %v", err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return NewClients(cc), cc
+	return c, cc
 }
 
 // contractChecks is the "Checks" table of implementations/CONTRACT.md,
@@ -69,6 +76,8 @@ var contractChecks = map[string][]string{
 	"server_compressed_unary":     {"compressed.status", "compressed.payload_size", "compressed.payload_body", "compressed.payload_type", "compressed.response_compressed", "uncompressed.status", "uncompressed.payload_size", "uncompressed.payload_body", "uncompressed.payload_type", "uncompressed.response_compressed"},
 	"client_compressed_streaming": {"probe.status_code", "stream.status", "stream.aggregated_size", "stream.sent_compressed"},
 	"server_compressed_streaming": {"status", "response_count", "payload_size", "payload_body", "payload_type", "response_compressed"},
+	"rpc_soak":                    {"completed", "failures"},
+	"channel_soak":                {"completed", "failures"},
 }
 
 // allPassed maps every name to "passed".
@@ -115,6 +124,10 @@ func TestAllCasesAgainstOwnServer(t *testing.T) {
 			}
 			if res.NotChecked == nil || len(res.NotChecked) != 0 {
 				t.Errorf("RunCase(%s) not_checked = %#v, want {}", tc.Name, res.NotChecked)
+			}
+			isSoak := tc.Name == "rpc_soak" || tc.Name == "channel_soak"
+			if isSoak != (res.Metrics != nil) {
+				t.Errorf("RunCase(%s) metrics = %+v, want metrics for the soak cases only", tc.Name, res.Metrics)
 			}
 		})
 	}
@@ -394,8 +407,12 @@ func TestHealth(t *testing.T) {
 
 func TestParseCases(t *testing.T) {
 	all, err := ParseCases("all")
-	if err != nil || len(all) != 22 || all[0].Name != "greeter_unary" || all[21].Name != "server_compressed_streaming" {
-		t.Errorf(`ParseCases("all") = %d cases, %v; want the 22 cases in contract order`, len(all), err)
+	names := make([]string, len(all))
+	for i, c := range all {
+		names[i] = c.Name
+	}
+	if err != nil || len(all) != 24 || names[0] != "greeter_unary" || !slices.Equal(names[21:], []string{"server_compressed_streaming", "rpc_soak", "channel_soak"}) {
+		t.Errorf(`ParseCases("all") = %q, %v; want the 24 cases in contract order, the soak cases last`, names, err)
 	}
 	got, err := ParseCases("large_unary, empty_unary")
 	if err != nil || len(got) != 2 || got[0].Name != "large_unary" || got[1].Name != "empty_unary" {

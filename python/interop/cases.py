@@ -113,19 +113,22 @@ class Checks:
     its instances failed, e.g. the size of one response out of four);
     `failures` holds a message per failed instance, saying what was called, what
     came back and what was wanted; `not_checked` maps each check grpcio cannot
-    make to the reason.
+    make to the reason; `metrics`, when a case measured numbers (the soak cases),
+    becomes the result's `metrics`.
     """
 
     def __init__(self):
         self.results: dict[str, str] = {}
         self.failures: list[str] = []
         self.not_checked: dict[str, str] = {}
+        self.metrics: dict[str, int | float] | None = None
 
     def copy(self) -> "Checks":
         copied = Checks()
         copied.results = dict(self.results)
         copied.failures = list(self.failures)
         copied.not_checked = dict(self.not_checked)
+        copied.metrics = None if self.metrics is None else dict(self.metrics)
         return copied
 
     def check(self, name: str, ok: bool, message: str = "") -> bool:
@@ -181,11 +184,27 @@ class Checks:
         return self.check(name, details == want, f"{what} status message = {show(details)}, want {show(want)}")
 
 
+@dataclass(frozen=True)
+class SoakOptions:
+    """The --soak_* flags (CONTRACT.md, Client), with their defaults."""
+
+    iterations: int = 10
+    max_failures: int = 0
+    per_iteration_max_acceptable_latency_ms: int = 1000
+    overall_timeout_seconds: int = 10
+    min_time_ms_between_rpcs: int = 0
+    num_threads: int = 1
+
+
 @dataclass
 class Context:
-    """What the cases use: the stubs, all over one channel."""
+    """What the cases use: the stubs, all over one channel; `new_channel` makes
+    another channel to the same target with the same credentials (channel_soak);
+    `soak` the soak flags."""
 
     channel: grpc.Channel
+    new_channel: Callable[[], grpc.Channel] | None = None
+    soak: SoakOptions = field(default_factory=SoakOptions)
     greeter: helloworld_pb2_grpc.GreeterStub = field(init=False)
     test: test_pb2_grpc.TestServiceStub = field(init=False)
     unimplemented: test_pb2_grpc.UnimplementedServiceStub = field(init=False)
@@ -294,23 +313,27 @@ class Case:
     function: Callable[[Context, Checks], None]
     checks: tuple[str, ...]
     calls: int = 1
+    soak: bool = False
 
     @property
     def status_check(self) -> str:
         """The row's first status-like check (`status` or `status_code`, with its
-        prefix): where an unexpected error, or a call grpcio did not end, is recorded."""
-        return next(name for name in self.checks if name.rpartition(".")[2] in ("status", "status_code"))
+        prefix), else its first check (`completed` for the soak cases): where an
+        unexpected error, or a call grpcio did not end, is recorded."""
+        return next(
+            (name for name in self.checks if name.rpartition(".")[2] in ("status", "status_code")), self.checks[0]
+        )
 
 
 CASES: dict[str, Case] = {}
 """Case name -> case, in the order `all` runs them."""
 
 
-def case(*checks: str, calls: int = 1):
+def case(*checks: str, calls: int = 1, soak: bool = False):
     """Register a case under its function's name, with its row of the checks table."""
 
     def register(function):
-        CASES[function.__name__] = Case(function.__name__, function, checks, calls)
+        CASES[function.__name__] = Case(function.__name__, function, checks, calls, soak)
         return function
 
     return register
@@ -792,12 +815,166 @@ def server_compressed_streaming(ctx: Context, checks: Checks) -> None:
         checks.payload("", f"StreamingOutputCall response {i}", reply.payload, size)
 
 
+# --- the soak cases ---------------------------------------------------------------------
+
+SOAK_REASONS_SHOWN = 3
+"""How many failed iterations a `failures` message lists, the first by number."""
+
+
+def nearest_rank(sorted_values: list[float], p: int) -> float:
+    """The nearest-rank p-th percentile (an integer, 0 < p <= 100) of values sorted ascending:
+    the value at rank ceil(p/100 * n), ranks counted from 1."""
+    if not sorted_values:
+        raise ValueError("no values")
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile {p} is not in (0, 100]")
+    # ceil(p * n / 100) in integers: p / 100 * n in floats can land just above an integer.
+    rank = -(-p * len(sorted_values) // 100)
+    return sorted_values[rank - 1]
+
+
+def soak_metrics(iterations: int, failures: int, latencies_ms: list[float]) -> dict[str, int | float]:
+    """The result's `metrics`: counts, then the latency percentiles over the
+    iterations that succeeded in milliseconds with three decimals (absent when none did)."""
+    metrics: dict[str, int | float] = {"iterations": iterations, "failures": failures}
+    if latencies_ms:
+        ordered = sorted(latencies_ms)
+        for p in (50, 90, 99):
+            metrics[f"latency_ms_p{p}"] = round(nearest_rank(ordered, p), 3)
+        metrics["latency_ms_max"] = round(ordered[-1], 3)
+    return metrics
+
+
+@dataclass(frozen=True)
+class SoakIteration:
+    """One iteration that ran: its number (from 1), how long it took, and why
+    it failed (empty when it succeeded)."""
+
+    number: int
+    latency_ms: float
+    failure: str = ""
+
+
+def _soak_iteration(ctx: Context, number: int, own_channel: bool) -> SoakIteration:
+    """One large_unary with the per-iteration maximum as its deadline; with
+    `own_channel` over a channel made for it (timed too) and closed after."""
+    max_ms = ctx.soak.per_iteration_max_acceptable_latency_ms
+    reasons: list[str] = []
+    start = time.perf_counter()
+    channel = None
+    try:
+        if own_channel:
+            channel = ctx.new_channel()
+            stub = test_pb2_grpc.TestServiceStub(channel)
+        else:
+            stub = ctx.test
+        try:
+            reply = stub.UnaryCall(_large_unary_request(), timeout=max_ms / 1000.0)
+        except grpc.RpcError as e:
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            reasons.append(f"UnaryCall status = {status_text(e.code(), e.details())}, want OK")
+        else:
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            payload = Checks()
+            payload.payload("", "UnaryCall response", reply.payload, LARGE_RESPONSE_SIZE)
+            reasons.extend(payload.failures)
+            # Slowness is a reason of its own only for a call that returned: a
+            # failed one already says why (DEADLINE_EXCEEDED when it was slow).
+            if latency_ms > max_ms:
+                reasons.append(f"took {latency_ms:.1f} ms, want at most {max_ms} ms")
+    except Exception as e:  # a bug or surprise fails this iteration, never the worker
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        reasons.append(f"unexpected {type(e).__name__}: {e}")
+    finally:
+        if channel is not None:
+            channel.close()
+    return SoakIteration(number, latency_ms, " and ".join(reasons))
+
+
+def _soak_worker(ctx: Context, numbers: range, deadline: float, own_channel: bool, ran: list[SoakIteration]) -> None:
+    """Run iterations `numbers` in sequence, each starting at least
+    --soak_min_time_ms_between_rpcs after the previous one started, none at or
+    after `deadline` (a perf_counter time)."""
+    gap_s = ctx.soak.min_time_ms_between_rpcs / 1000.0
+    next_start = time.perf_counter()
+    for number in numbers:
+        if next_start >= deadline:
+            return
+        delay = next_start - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        started = time.perf_counter()
+        if started >= deadline:
+            return
+        next_start = started + gap_s
+        ran.append(_soak_iteration(ctx, number, own_channel))  # list.append is atomic
+
+
+def _soak(ctx: Context, checks: Checks, name: str, own_channel: bool) -> None:
+    """rpc_soak / channel_soak: --soak_num_threads workers, worker w running
+    iterations w*k+1 .. (w+1)*k (k = iterations / threads); checks `completed`
+    and `failures`, and sets the metrics."""
+    soak = ctx.soak
+    if own_channel and ctx.new_channel is None:
+        raise RuntimeError("channel_soak needs a channel factory (Context.new_channel)")
+    per_worker = soak.iterations // soak.num_threads
+    ran: list[SoakIteration] = []
+    deadline = time.perf_counter() + soak.overall_timeout_seconds
+    workers = [
+        threading.Thread(
+            target=_soak_worker,
+            args=(ctx, range(w * per_worker + 1, (w + 1) * per_worker + 1), deadline, own_channel, ran),
+            name=f"{name}-{w}",
+            daemon=True,  # a call grpcio never ends is the backstop's business (run_case)
+        )
+        for w in range(soak.num_threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    failed = sorted((it for it in ran if it.failure), key=lambda it: it.number)
+    checks.metrics = soak_metrics(len(ran), len(failed), [it.latency_ms for it in ran if not it.failure])
+    checks.check(
+        "completed",
+        len(ran) == soak.iterations,
+        f"{name}: {len(ran)} of {soak.iterations} iterations ran within the overall timeout of "
+        f"{soak.overall_timeout_seconds} s, want all {soak.iterations}",
+    )
+    reasons = "; ".join(f"iteration {it.number}: {it.failure}" for it in failed[:SOAK_REASONS_SHOWN])
+    if len(failed) > SOAK_REASONS_SHOWN:
+        reasons += f"; and {len(failed) - SOAK_REASONS_SHOWN} more"
+    checks.check(
+        "failures",
+        len(failed) <= soak.max_failures,
+        f"{name}: {len(failed)} of {len(ran)} iterations failed, want at most {soak.max_failures}: {reasons}",
+    )
+
+
+@case("completed", "failures", soak=True)
+def rpc_soak(ctx: Context, checks: Checks) -> None:
+    """--soak_iterations large_unary calls over the client's channel."""
+    _soak(ctx, checks, "rpc_soak", own_channel=False)
+
+
+@case("completed", "failures", soak=True)
+def channel_soak(ctx: Context, checks: Checks) -> None:
+    """As rpc_soak, but each iteration over a new channel of its own, closed after its call."""
+    _soak(ctx, checks, "channel_soak", own_channel=True)
+
+
 # --- running ----------------------------------------------------------------------------
 
 
-def case_bound_s(spec: Case) -> float:
+def case_bound_s(spec: Case, soak: SoakOptions | None = None) -> float:
     """How long a case may take before the backstop fails it: RPC_TIMEOUT_S per
-    call made one after the other, plus BACKSTOP_S for grpcio to end the last."""
+    call made one after the other, plus BACKSTOP_S for grpcio to end the last.
+    A soak case starts no iteration after its overall timeout, and the last one
+    started has the per-iteration maximum as its deadline."""
+    if spec.soak:
+        soak = soak or SoakOptions()
+        return soak.overall_timeout_seconds + soak.per_iteration_max_acceptable_latency_ms / 1000.0 + BACKSTOP_S
     return spec.calls * RPC_TIMEOUT_S + BACKSTOP_S
 
 
@@ -839,7 +1016,7 @@ def run_case(ctx: Context, name: str) -> dict:
     else:
         worker = threading.Thread(target=_play, args=(spec, ctx, checks), name=f"case-{name}", daemon=True)
         worker.start()
-        bound = case_bound_s(spec)
+        bound = case_bound_s(spec, ctx.soak if spec.soak else None)
         worker.join(bound)
         if worker.is_alive():
             # The stuck thread may still record into `checks`: report a copy.
@@ -851,7 +1028,7 @@ def run_case(ctx: Context, name: str) -> dict:
         _keep_to_row(spec, checks)
         outcome = FAILED if checks.failures else PASSED
         message = "; ".join(checks.failures)
-    return {
+    result = {
         "event": "result",
         "case": name,
         "outcome": outcome,
@@ -861,3 +1038,6 @@ def run_case(ctx: Context, name: str) -> dict:
         "checks": {check: checks.results[check] for check in spec.checks if check in checks.results},
         "not_checked": {check: checks.not_checked[check] for check in spec.checks if check in checks.not_checked},
     }
+    if checks.metrics is not None:  # the soak cases only
+        result["metrics"] = checks.metrics
+    return result

@@ -2,6 +2,7 @@
 the chosen cases in order; on stdout a ready line, one JSON result line per case,
 then a done line."""
 
+import functools
 import json
 import logging
 import sys
@@ -11,7 +12,7 @@ from typing import IO
 import grpc
 
 from interop import _flags
-from interop.cases import CASES, Context, run_case
+from interop.cases import CASES, Context, SoakOptions, run_case
 
 log = logging.getLogger("interop.client")
 
@@ -35,19 +36,55 @@ def parse_cases(text: str) -> list[str]:
     return names
 
 
-def make_channel(host: str, port: int, tls_ca: bytes | None = None, host_override: str = "") -> grpc.Channel:
-    """One channel to host:port; with `tls_ca`, TLS trusting only that CA and
-    verifying the server as `host_override`."""
+LOCAL_SUBCHANNEL_POOL = ("grpc.use_local_subchannel_pool", 1)
+"""Channel option: the channel's subchannels (connections) are its own (see make_channel)."""
+
+
+def tls_credentials(ca: bytes | None = None) -> grpc.ChannelCredentials:
+    """TLS credentials trusting only the CA `ca` (--use_test_ca), or, when None,
+    the system's roots: grpcio's default roots, which are the file named by
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH when set, else the roots bundled with grpcio."""
+    return grpc.ssl_channel_credentials(root_certificates=ca)
+
+
+def make_channel(
+    host: str, port: int, credentials: grpc.ChannelCredentials | None = None, host_override: str = ""
+) -> grpc.Channel:
+    """One channel to host:port, plaintext unless `credentials` are given. With
+    TLS the server is verified (and SNI sent) as `host_override`, or as `host`
+    when that is empty (no ssl_target_name_override then).
+
+    Each channel gets connections of its own: grpcio (C-core) otherwise keeps
+    subchannels in a process-wide pool, so a channel made just after another
+    one to the same target was closed can reuse its connection, and
+    channel_soak would not make a new connection per iteration."""
     target = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-    if tls_ca is None:
-        return grpc.insecure_channel(target)
-    options = [("grpc.ssl_target_name_override", host_override)] if host_override else []
-    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=options)
+    options = [LOCAL_SUBCHANNEL_POOL]
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    if host_override:
+        options.append(("grpc.ssl_target_name_override", host_override))
+    return grpc.secure_channel(target, credentials, options=options)
 
 
-def run(channel: grpc.Channel, names: Iterable[str], emit: Callable[[dict], None]) -> int:
-    """Run the cases in order, emitting each result as soon as it is known; returns the exit status."""
-    ctx = Context(channel)
+def channel_factory(
+    host: str, port: int, credentials: grpc.ChannelCredentials | None = None, host_override: str = ""
+) -> Callable[[], grpc.Channel]:
+    """Makes channels like make_channel, each call a new one: the client's
+    channel, and channel_soak's channel per iteration, all alike."""
+    return functools.partial(make_channel, host, port, credentials, host_override)
+
+
+def run(
+    channel: grpc.Channel,
+    names: Iterable[str],
+    emit: Callable[[dict], None],
+    new_channel: Callable[[], grpc.Channel] | None = None,
+    soak: SoakOptions | None = None,
+) -> int:
+    """Run the cases in order, emitting each result as soon as it is known; returns the exit status.
+    `new_channel` makes a channel like `channel` (channel_soak); `soak` the soak flags."""
+    ctx = Context(channel, new_channel, soak or SoakOptions())
     failed = False
     for name in names:
         result = run_case(ctx, name)
@@ -106,16 +143,35 @@ class Output:
             self._file.close()
 
 
+SOAK_FLAGS = (
+    ("--soak_iterations", 10, "rpc_soak, channel_soak: how many RPCs"),
+    ("--soak_max_failures", 0, "how many of them may fail"),
+    ("--soak_per_iteration_max_acceptable_latency_ms", 1000, "an RPC slower than this fails (also its deadline)"),
+    ("--soak_overall_timeout_seconds", 10, "no iteration starts after this"),
+    ("--soak_min_time_ms_between_rpcs", 0, "least time between the starts of a worker's iterations"),
+    ("--soak_num_threads", 1, "workers, each running soak_iterations / soak_num_threads in sequence"),
+)
+"""The soak flags of CONTRACT.md (Client): flag, default, help. Each is an
+integer; `--soak_<field>` is the SoakOptions field of the same name."""
+
+
 def _parse_args(argv):
     parser = _flags.OneLineParser(prog="interop_client", description="gRPC interop client (Python, grpcio).")
     parser.add_argument("--server_host", default="localhost", help="host to connect to")
     parser.add_argument("--server_port", type=int, required=True, help="port to connect to")
     parser.add_argument("--test_case", default="all", help="a case name, a comma-separated list, or all")
-    _flags.add_bool_flag(parser, "--use_tls", "connect with TLS, trusting only the test CA")
-    parser.add_argument(
-        "--server_host_override", default="foo.test.google.fr", help="name for TLS SNI and certificate checks"
+    _flags.add_bool_flag(parser, "--use_tls", "connect with TLS")
+    _flags.add_bool_flag(
+        parser, "--use_test_ca", "with --use_tls: trust only the CA of --ca_file instead of the system's roots"
     )
-    parser.add_argument("--tls_ca_file", help="CA certificate for --use_tls (default $INTEROP_TLS_DIR/ca.pem)")
+    parser.add_argument("--ca_file", help="the CA --use_test_ca trusts (default $INTEROP_TLS_DIR/ca.pem)")
+    parser.add_argument(
+        "--server_host_override",
+        default="",
+        help="name for TLS SNI and certificate checks (default: the value of --server_host)",
+    )
+    for flag, default, help_text in SOAK_FLAGS:
+        parser.add_argument(flag, type=int, default=default, help=f"{help_text} (default {default})")
     parser.add_argument(
         "--result_file",
         help='also write every result line to this file (created or truncated), then {"event":"done","cases":N}',
@@ -123,7 +179,27 @@ def _parse_args(argv):
     args = parser.parse_args(argv)
     if not 0 < args.server_port <= 65535:
         parser.error(f"argument --server_port: {args.server_port} is not a port number")
+    for flag, _, _ in SOAK_FLAGS:
+        value = getattr(args, flag[2:])
+        positive = flag in ("--soak_iterations", "--soak_num_threads")
+        if value < 0 or (positive and value == 0):
+            parser.error(f"argument {flag}: {value}, want a {'positive' if positive else 'non-negative'} number")
+    if args.soak_iterations % args.soak_num_threads:
+        parser.error(
+            f"argument --soak_iterations: {args.soak_iterations} is not divisible by "
+            f"--soak_num_threads {args.soak_num_threads}"
+        )
     return args
+
+
+def soak_options(args) -> SoakOptions:
+    """The SoakOptions of parsed flags."""
+    return SoakOptions(**{field: getattr(args, "soak_" + field) for field in SoakOptions.__dataclass_fields__})
+
+
+def server_name(args) -> str:
+    """The name TLS verifies the server as: --server_host_override, else --server_host."""
+    return args.server_host_override or args.server_host
 
 
 def main(argv=None) -> int:
@@ -132,20 +208,32 @@ def main(argv=None) -> int:
     _flags.setup_logging()
     try:
         names = parse_cases(args.test_case)
-        tls_ca = None
+        credentials = None
         if args.use_tls:
-            tls_ca = _flags.read_file(_flags.tls_file(args.tls_ca_file, "ca.pem"), "TLS CA file")
+            ca = None
+            if args.use_test_ca:
+                ca = _flags.read_file(_flags.tls_file(args.ca_file, "ca.pem"), "CA file")
+            credentials = tls_credentials(ca)
         # Last, so a usage error above leaves an existing file alone.
         output = Output(args.result_file)
     except _flags.UsageError as e:
         print(f"interop_client: error: {e}", file=sys.stderr)
         return _flags.USAGE_EXIT
 
-    log.debug("running %d case(s) against %s:%d (tls=%s)", len(names), args.server_host, args.server_port, args.use_tls)
-    channel = make_channel(args.server_host, args.server_port, tls_ca, args.server_host_override)
+    log.debug(
+        "running %d case(s) against %s:%d (tls=%s, test ca=%s, server name %s)",
+        len(names),
+        args.server_host,
+        args.server_port,
+        args.use_tls,
+        args.use_test_ca,
+        server_name(args),
+    )
+    new_channel = channel_factory(args.server_host, args.server_port, credentials, args.server_host_override)
+    channel = new_channel()
     output.ready()
     try:
-        status = run(channel, names, output.result)
+        status = run(channel, names, output.result, new_channel, soak_options(args))
     finally:
         channel.close()
     output.done()

@@ -29,9 +29,9 @@ from interop._gen import GEN_DIR, empty_pb2, helloworld_pb2, helloworld_pb2_grpc
 PROBE_FAILURE = "UnaryCall(expect_compressed=true, sent uncompressed) status = OK (0), want INVALID_ARGUMENT (3)"
 
 
-def run_all(channel, names=None) -> list[dict]:
+def run_all(channel, names=None, new_channel=None) -> list[dict]:
     results = []
-    client.run(channel, names or list(cases.CASES), results.append)
+    client.run(channel, names or list(cases.CASES), results.append, new_channel)
     return results
 
 
@@ -77,6 +77,8 @@ CHECKS_TABLE = {
     "uncompressed.payload_body uncompressed.payload_type uncompressed.response_compressed",
     "client_compressed_streaming": "probe.status_code stream.status stream.aggregated_size stream.sent_compressed",
     "server_compressed_streaming": "status response_count payload_size payload_body payload_type response_compressed",
+    "rpc_soak": "completed failures",
+    "channel_soak": "completed failures",
 }
 
 # What grpcio cannot check, by case: everything else is checked.
@@ -90,6 +92,15 @@ NOT_CHECKED = {
 }
 
 RESULT_KEYS = ["event", "case", "outcome", "duration_ms", "message", "checks", "not_checked"]
+SOAK_RESULT_KEYS = [*RESULT_KEYS, "metrics"]
+METRIC_KEYS = [
+    "iterations",
+    "failures",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "latency_ms_max",
+]
 
 
 def test_rows_are_the_contract_table():
@@ -103,13 +114,14 @@ def test_not_checked_reasons_name_grpcio_and_its_version():
     assert "received message" in cases.RESPONSE_COMPRESSED_REASON
 
 
-def test_all_cases_against_own_server(channel):
-    results = run_all(channel)
+def test_all_cases_against_own_server(running_server, channel):
+    results = run_all(channel, new_channel=client.channel_factory("localhost", running_server.port))
     assert [r["case"] for r in results] == list(cases.CASES)
-    assert len(results) == 22
+    assert len(results) == 24
     by_case = {r["case"]: r for r in results}
     for name, result in by_case.items():
-        assert list(result) == RESULT_KEYS
+        # metrics (last) for the soak cases only.
+        assert list(result) == (SOAK_RESULT_KEYS if name.endswith("_soak") else RESULT_KEYS), name
         assert result["event"] == "result"
         if name in cases.UNSUPPORTED:
             assert result["outcome"] == "unsupported", result
@@ -155,6 +167,8 @@ def test_order_of_all():
         "server_compressed_unary",
         "client_compressed_streaming",
         "server_compressed_streaming",
+        "rpc_soak",
+        "channel_soak",
     ]
 
 
@@ -185,13 +199,20 @@ def test_tls_end_to_end():
     cert_key = (read(os.path.join(TLS_DIR, "server.pem")), read(os.path.join(TLS_DIR, "server.key")))
     running = server.start_server(port=0, tls_cert_key=cert_key)
     try:
-        ca = read(os.path.join(TLS_DIR, "ca.pem"))
-        ch = client.make_channel("localhost", running.port, ca, "foo.test.google.fr")
-        results = run_all(ch, ["greeter_bidi_streaming", "large_unary", "custom_metadata", "ping_pong"])
+        credentials = client.tls_credentials(read(os.path.join(TLS_DIR, "ca.pem")))
+        new_channel = client.channel_factory("localhost", running.port, credentials, "foo.test.google.fr")
+        ch = new_channel()
+        results = []
+        client.run(
+            ch,
+            ["greeter_bidi_streaming", "large_unary", "custom_metadata", "ping_pong", "rpc_soak", "channel_soak"],
+            results.append,
+            new_channel,
+        )
         ch.close()
     finally:
         running.stop(grace=0.5)
-    assert [(r["outcome"], r["message"]) for r in results] == [("passed", "")] * 4
+    assert [(r["outcome"], r["message"]) for r in results] == [("passed", "")] * 6
 
 
 def test_error_status_still_echoes_trailers(channel):
@@ -403,21 +424,33 @@ def test_backstop_bound_counts_the_calls_of_a_case():
     assert cases.case_bound_s(cases.CASES["client_compressed_unary"]) == 33.0
 
 
+def test_backstop_bound_of_a_soak_is_its_overall_timeout_plus_one_iteration():
+    # Overall timeout + per-iteration maximum + BACKSTOP_S, with the defaults 10 s and 1000 ms ...
+    for name in ("rpc_soak", "channel_soak"):
+        assert cases.case_bound_s(cases.CASES[name]) == 14.0
+        # ... and with the flags given.
+        soak = cases.SoakOptions(overall_timeout_seconds=60, per_iteration_max_acceptable_latency_ms=2500)
+        assert cases.case_bound_s(cases.CASES[name], soak) == 65.5
+
+
 def _replace_case(monkeypatch, name, function):
     monkeypatch.setitem(cases.CASES, name, dataclasses.replace(cases.CASES[name], function=function))
 
 
 @contextlib.contextmanager
-def _serve(greeter=None, test_service=None):
-    """A server with the given servicers (else the Python server's), and a Context over a channel to it."""
+def _serve(greeter=None, test_service=None, soak=None, new_channel=None):
+    """A server with the given servicers (else the Python server's), and a Context
+    over a channel to it, with a channel factory (`new_channel` wraps the real one)
+    and the soak options `soak` (else the defaults)."""
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     helloworld_pb2_grpc.add_GreeterServicer_to_server(greeter or server.GreeterServicer("Hello"), srv)
     test_pb2_grpc.add_TestServiceServicer_to_server(test_service or server.TestServiceServicer(), srv)
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
-    ch = client.make_channel("127.0.0.1", port)
+    factory = client.channel_factory("127.0.0.1", port)
+    ch = factory()
     try:
-        yield cases.Context(ch)
+        yield cases.Context(ch, new_channel(factory) if new_channel else factory, soak or cases.SoakOptions())
     finally:
         ch.close()
         srv.stop(0.5).wait(2)
@@ -580,7 +613,7 @@ def test_command_lines(tls):
             "library": f"grpcio {grpc.__version__}",
         }
         assert ready["port"] > 0
-        tls_args = ["--use_tls", "--server_host_override", "foo.test.google.fr"] if tls else []
+        tls_args = ["--use_tls", "--use_test_ca", "--server_host_override", "foo.test.google.fr"] if tls else []
         done = _client(
             "--server_port",
             str(ready["port"]),
@@ -625,8 +658,14 @@ def _assert_usage_error(done, fragment):
 def test_client_usage_errors():
     _assert_usage_error(_client("--server_port", "1", "--test_case", "empty_unary,bogus"), "bogus")
     _assert_usage_error(_client("--test_case", "all"), "--server_port")
-    _assert_usage_error(_client("--server_port", "1", "--use_tls", tls_dir="/nonexistent"), "ca.pem")
+    _assert_usage_error(_client("--server_port", "1", "--use_tls", "--use_test_ca", tls_dir="/nonexistent"), "ca.pem")
+    _assert_usage_error(
+        _client("--server_port", "1", "--use_tls", "--use_test_ca", "--ca_file", "/nonexistent/x.pem"), "x.pem"
+    )
     _assert_usage_error(_client("--server_port", "1", "--use_tls=maybe"), "maybe")
+    _assert_usage_error(_client("--server_port", "1", "--use_test_ca=maybe"), "maybe")
+    # The old flag is gone.
+    _assert_usage_error(_client("--server_port", "1", "--tls_ca_file", "ca.pem"), "--tls_ca_file")
 
 
 def _run_server(*args):
@@ -725,3 +764,389 @@ def test_result_file_that_cannot_be_created_is_a_usage_error(tmp_path):
     _assert_usage_error(
         _client("--server_port", "1", "--result_file", str(tmp_path / "no" / "such.jsonl")), "cannot create result file"
     )
+
+
+# --- the TLS flags ----------------------------------------------------------------------
+
+
+def test_client_flag_defaults():
+    args = client._parse_args(["--server_port", "1"])
+    assert (args.server_host, args.test_case, args.use_tls, args.use_test_ca) == ("localhost", "all", False, False)
+    assert args.ca_file is None  # read as $INTEROP_TLS_DIR/ca.pem, and only with --use_tls --use_test_ca
+    assert args.server_host_override == ""
+    assert client.soak_options(args) == cases.SoakOptions(
+        iterations=10,
+        max_failures=0,
+        per_iteration_max_acceptable_latency_ms=1000,
+        overall_timeout_seconds=10,
+        min_time_ms_between_rpcs=0,
+        num_threads=1,
+    )
+
+
+def test_server_host_override_defaults_to_server_host():
+    assert client.server_name(client._parse_args(["--server_port", "1"])) == "localhost"
+    assert client.server_name(client._parse_args(["--server_port", "1", "--server_host", "127.0.0.1"])) == "127.0.0.1"
+    given = client._parse_args(["--server_port", "1", "--server_host", "127.0.0.1", "--server_host_override", "x.y"])
+    assert client.server_name(given) == "x.y"
+
+
+@pytest.mark.parametrize(("flags", "want"), [([], False), (["--use_test_ca"], True), (["--use_test_ca=true"], True)])
+def test_use_test_ca_is_a_bool_flag(flags, want):
+    assert client._parse_args(["--server_port", "1", *flags]).use_test_ca is want
+    assert client._parse_args(["--server_port", "1", *flags, "--use_test_ca=false"]).use_test_ca is False
+
+
+@pytest.fixture(scope="module")
+def tls_server_port():
+    proc, ready = _start_server("--use_tls")
+    yield ready["port"]
+    assert _stop(proc) == 0
+
+
+def _tls_large_unary(port, *flags, tls_dir=TLS_DIR) -> dict:
+    done = _client("--server_port", str(port), "--use_tls", *flags, "--test_case", "large_unary", tls_dir=tls_dir)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == (0 if lines[1]["outcome"] == "passed" else 1), done.stderr
+    return lines[1]
+
+
+def test_use_test_ca_trusts_the_test_ca(tls_server_port):
+    # No override: the server is verified as --server_host, localhost (in the certificate).
+    assert _tls_large_unary(tls_server_port, "--use_test_ca")["outcome"] == "passed"
+    assert _tls_large_unary(tls_server_port, "--use_test_ca", "--server_host", "127.0.0.1")["outcome"] == "passed"
+    assert (
+        _tls_large_unary(tls_server_port, "--use_test_ca", "--server_host_override", "foo.test.google.fr")["outcome"]
+        == "passed"
+    )
+    # --ca_file is the CA trusted, not $INTEROP_TLS_DIR/ca.pem.
+    ca_file = os.path.join(TLS_DIR, "ca.pem")
+    assert (
+        _tls_large_unary(tls_server_port, "--use_test_ca", "--ca_file", ca_file, tls_dir="/nonexistent")["outcome"]
+        == "passed"
+    )
+
+
+def test_the_override_is_the_name_verified(tls_server_port):
+    result = _tls_large_unary(tls_server_port, "--use_test_ca", "--server_host_override", "not-in-the.cert")
+    assert result["outcome"] == "failed"
+    assert result["message"].startswith("UnaryCall status = UNAVAILABLE (14) "), result
+
+
+@pytest.mark.parametrize("flags", [[], ["--use_test_ca=false"]])
+def test_without_use_test_ca_the_system_roots_do_not_trust_the_test_ca(tls_server_port, flags):
+    result = _tls_large_unary(tls_server_port, *flags)
+    assert result["outcome"] == "failed"
+    assert result["checks"] == {"status": "failed"}
+    assert result["message"].startswith("UnaryCall status = UNAVAILABLE (14) "), result
+    assert "CERTIFICATE_VERIFY_FAILED" in result["message"]
+
+
+# --- the soak cases ---------------------------------------------------------------------
+
+
+def _assert_metrics(metrics: dict, iterations: int, failures: int):
+    assert list(metrics) == METRIC_KEYS[: 2 if failures == iterations else 6]
+    assert (metrics["iterations"], metrics["failures"]) == (iterations, failures)
+    latencies = [metrics[key] for key in METRIC_KEYS[2:] if key in metrics]
+    assert latencies == sorted(latencies)
+    assert all(isinstance(x, float) and x > 0 and round(x, 3) == x for x in latencies)
+
+
+@pytest.mark.parametrize("name", ["rpc_soak", "channel_soak"])
+def test_soak_passes_against_own_server(running_server, name):
+    new_channel = client.channel_factory("localhost", running_server.port)
+    ch = new_channel()
+    results = []
+    try:
+        status = client.run(ch, [name], results.append, new_channel)
+    finally:
+        ch.close()
+    (result,) = results
+    assert status == client.EXIT_OK
+    assert list(result) == SOAK_RESULT_KEYS
+    assert (result["outcome"], result["message"]) == ("passed", ""), result
+    assert result["checks"] == {"completed": "passed", "failures": "passed"}
+    assert result["not_checked"] == {}
+    _assert_metrics(result["metrics"], 10, 0)
+
+
+class _PeerRecorder(server.TestServiceServicer):
+    """Keeps the peer address of each UnaryCall: one connection is one client port."""
+
+    def __init__(self):
+        self.peers: list[str] = []
+
+    def UnaryCall(self, request, context):
+        self.peers.append(context.peer())
+        return super().UnaryCall(request, context)
+
+
+class _ClosingRecorder:
+    """A channel factory keeping every channel it made, and which of them were closed."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self.made = 0
+        self.closed = 0
+
+    def __call__(self):
+        self.made += 1
+        recorder = self
+
+        class Channel:
+            def __init__(self, real):
+                self._real = real
+
+            def __getattr__(self, name):
+                return getattr(self._real, name)
+
+            def close(self):
+                recorder.closed += 1
+                self._real.close()
+
+        return Channel(self._factory())
+
+
+def test_channel_soak_makes_and_closes_a_channel_per_iteration():
+    recorders = []
+
+    def wrap(factory):
+        recorders.append(_ClosingRecorder(factory))
+        return recorders[-1]
+
+    for name, want_made, want_peers in (("rpc_soak", 0, 1), ("channel_soak", 10, 10)):
+        service = _PeerRecorder()
+        with _serve(test_service=service, new_channel=wrap) as ctx:
+            result = cases.run_case(ctx, name)
+        assert result["outcome"] == "passed", result
+        assert len(service.peers) == 10
+        # rpc_soak: the client's channel, one connection; channel_soak: a channel,
+        # so a connection, per iteration, each closed after its call.
+        assert len(set(service.peers)) == want_peers, (name, service.peers)
+        assert (recorders[-1].made, recorders[-1].closed) == (want_made, want_made), name
+
+
+class _EveryOtherCallFails(server.TestServiceServicer):
+    def __init__(self):
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def UnaryCall(self, request, context):
+        with self._lock:
+            self._calls += 1
+            failing = self._calls % 2 == 0
+        if failing:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "every other call fails")
+        return super().UnaryCall(request, context)
+
+
+FAILED_ITERATION = 'UnaryCall status = RESOURCE_EXHAUSTED (8) "every other call fails", want OK'
+
+
+@pytest.mark.parametrize("name", ["rpc_soak", "channel_soak"])
+def test_soak_against_a_server_failing_every_other_call(name):
+    with _serve(test_service=_EveryOtherCallFails()) as ctx:
+        result = cases.run_case(ctx, name)
+    assert result["outcome"] == "failed"
+    assert result["checks"] == {"completed": "passed", "failures": "failed"}
+    # Iterations 2, 4, ... failed; the first three are listed.
+    assert result["message"] == (
+        f"{name}: 5 of 10 iterations failed, want at most 0: iteration 2: {FAILED_ITERATION}; "
+        f"iteration 4: {FAILED_ITERATION}; iteration 6: {FAILED_ITERATION}; and 2 more"
+    )
+    _assert_metrics(result["metrics"], 10, 5)  # latencies of the 5 that succeeded
+
+
+def test_soak_max_failures_allows_that_many():
+    with _serve(test_service=_EveryOtherCallFails(), soak=cases.SoakOptions(iterations=4, max_failures=2)) as ctx:
+        result = cases.run_case(ctx, "rpc_soak")
+    assert (result["outcome"], result["message"]) == ("passed", ""), result
+    assert result["checks"] == {"completed": "passed", "failures": "passed"}
+    _assert_metrics(result["metrics"], 4, 2)
+
+
+class _FakeUnary:
+    """A UnaryCall that ignores its deadline: returns a response after `delay_s`."""
+
+    def __init__(self, delay_s, payload):
+        self.delay_s = delay_s
+        self.payload = payload
+        self.timeouts = []
+
+    def __call__(self, request, timeout):
+        self.timeouts.append(timeout)
+        time.sleep(self.delay_s)
+        return messages_pb2.SimpleResponse(payload=self.payload)
+
+
+def _fake_ctx(unary, **soak):
+    return types.SimpleNamespace(test=types.SimpleNamespace(UnaryCall=unary), soak=cases.SoakOptions(**soak))
+
+
+def test_slow_or_wrong_response_fails_its_iteration():
+    slow = _FakeUnary(0.08, cases._payload(cases.LARGE_RESPONSE_SIZE))
+    result = cases.run_case(_fake_ctx(slow, iterations=2, per_iteration_max_acceptable_latency_ms=50), "rpc_soak")
+    assert slow.timeouts == [0.05, 0.05]  # the deadline is the per-iteration maximum
+    assert result["outcome"] == "failed"
+    assert re.fullmatch(
+        r"rpc_soak: 2 of 2 iterations failed, want at most 0: "
+        r"iteration 1: took \d+\.\d ms, want at most 50 ms; iteration 2: took \d+\.\d ms, want at most 50 ms",
+        result["message"],
+    ), result["message"]
+    assert result["metrics"] == {"iterations": 2, "failures": 2}  # no latency: none succeeded
+
+    wrong = _FakeUnary(0, messages_pb2.Payload(type=messages_pb2.COMPRESSABLE, body=b"\x01"))
+    result = cases.run_case(_fake_ctx(wrong, iterations=1), "rpc_soak")
+    assert result["message"] == (
+        "rpc_soak: 1 of 1 iterations failed, want at most 0: iteration 1: "
+        "UnaryCall response payload size = 1, want 314159 and "
+        "UnaryCall response payload body has 1 non-zero bytes, want all zero"
+    )
+
+
+def test_no_iteration_starts_after_the_overall_timeout():
+    # Starts at 0 s and 0.6 s; the third would start at 1.2 s, after the 1 s timeout.
+    soak = cases.SoakOptions(iterations=5, overall_timeout_seconds=1, min_time_ms_between_rpcs=600)
+    with _serve(soak=soak) as ctx:
+        result = cases.run_case(ctx, "rpc_soak")
+    assert result["outcome"] == "failed"
+    assert result["checks"] == {"completed": "failed", "failures": "passed"}
+    assert result["message"] == "rpc_soak: 2 of 5 iterations ran within the overall timeout of 1 s, want all 5"
+    _assert_metrics(result["metrics"], 2, 0)
+    assert result["duration_ms"] < 1000  # it did not wait for a start it would not make
+
+
+def test_min_time_between_rpcs_spaces_the_starts():
+    with _serve(soak=cases.SoakOptions(iterations=3, min_time_ms_between_rpcs=200)) as ctx:
+        result = cases.run_case(ctx, "rpc_soak")
+    assert result["outcome"] == "passed", result
+    assert result["duration_ms"] >= 400  # starts at 0, 200 and 400 ms at the earliest
+
+
+class _ConcurrencyRecorder(server.TestServiceServicer):
+    """UnaryCall takes 100 ms; keeps the most calls in flight at once."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.most = 0
+
+    def UnaryCall(self, request, context):
+        with self._lock:
+            self._in_flight += 1
+            self.most = max(self.most, self._in_flight)
+        time.sleep(0.1)
+        with self._lock:
+            self._in_flight -= 1
+        return super().UnaryCall(request, context)
+
+
+def test_soak_num_threads_workers_run_at_once():
+    service = _ConcurrencyRecorder()
+    with _serve(test_service=service, soak=cases.SoakOptions(iterations=6, num_threads=3)) as ctx:
+        result = cases.run_case(ctx, "channel_soak")
+    assert result["outcome"] == "passed", result
+    _assert_metrics(result["metrics"], 6, 0)
+    assert service.most == 3
+    assert result["duration_ms"] < 6 * 100  # three at a time, not one after the other
+
+
+def test_backstop_fails_a_soak_whose_call_does_not_end(monkeypatch):
+    """A soak case is bounded by overall timeout + per-iteration maximum + BACKSTOP_S."""
+    monkeypatch.setattr(cases, "BACKSTOP_S", 0.1)
+    stuck = _FakeUnary(5, cases._payload(cases.LARGE_RESPONSE_SIZE))  # ignores its 0.5 s deadline
+    ctx = _fake_ctx(stuck, iterations=1, overall_timeout_seconds=1, per_iteration_max_acceptable_latency_ms=500)
+    result = cases.run_case(ctx, "rpc_soak")
+    assert result["outcome"] == "failed"
+    assert result["message"] == (
+        "rpc_soak did not end within 1.6 s: grpcio did not end a call 0.1 s after its deadline"
+    )
+    assert result["checks"] == {"completed": "failed"}  # the soak row has no status check
+    assert 1600 <= result["duration_ms"] < 4000
+
+
+def test_channel_soak_without_a_channel_factory_fails_completed(channel):
+    result = cases.run_case(cases.Context(channel), "channel_soak")
+    assert result["outcome"] == "failed"
+    assert result["message"] == "unexpected RuntimeError: channel_soak needs a channel factory (Context.new_channel)"
+    assert result["checks"] == {"completed": "failed"}
+
+
+def test_nearest_rank_percentiles():
+    one_to_ten = [float(x) for x in range(1, 11)]
+    assert [cases.nearest_rank(one_to_ten, p) for p in (1, 10, 11, 50, 90, 99, 100)] == [1, 1, 2, 5, 9, 10, 10]
+    # The textbook example: 15 20 35 40 50.
+    five = [15.0, 20.0, 35.0, 40.0, 50.0]
+    assert [cases.nearest_rank(five, p) for p in (5, 30, 40, 50, 100)] == [15, 20, 20, 35, 50]
+    assert [cases.nearest_rank([7.5], p) for p in (1, 50, 99, 100)] == [7.5] * 4
+    # Exact ranks: 7 / 100 * 100 is 7.000000000000001 in floats, and its ceiling 8.
+    assert cases.nearest_rank([float(x) for x in range(1, 101)], 7) == 7
+    with pytest.raises(ValueError):
+        cases.nearest_rank([], 50)
+
+
+def test_soak_metrics_round_to_three_decimals():
+    assert cases.soak_metrics(4, 1, [2.00049, 1.0, 3.1234567]) == {
+        "iterations": 4,
+        "failures": 1,
+        "latency_ms_p50": 2.0,
+        "latency_ms_p90": 3.123,
+        "latency_ms_p99": 3.123,
+        "latency_ms_max": 3.123,
+    }
+    assert cases.soak_metrics(3, 3, []) == {"iterations": 3, "failures": 3}
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--soak_iterations", "0"], "--soak_iterations: 0, want a positive number"),
+        (["--soak_iterations", "-3"], "--soak_iterations: -3, want a positive number"),
+        (["--soak_num_threads", "0"], "--soak_num_threads: 0, want a positive number"),
+        (["--soak_num_threads", "3"], "--soak_iterations: 10 is not divisible by --soak_num_threads 3"),
+        (["--soak_max_failures", "-1"], "--soak_max_failures: -1, want a non-negative number"),
+        (["--soak_per_iteration_max_acceptable_latency_ms", "-1"], "want a non-negative number"),
+        (["--soak_overall_timeout_seconds", "-1"], "want a non-negative number"),
+        (["--soak_min_time_ms_between_rpcs", "-1"], "want a non-negative number"),
+        (["--soak_iterations", "x"], "--soak_iterations"),
+    ],
+)
+def test_soak_flag_usage_errors(flags, fragment):
+    _assert_usage_error(_client("--server_port", "1", "--test_case", "rpc_soak", *flags), fragment)
+
+
+def test_soak_flags_reach_the_cases(running_server):
+    done = _client(
+        "--server_port",
+        str(running_server.port),
+        "--test_case",
+        "rpc_soak,channel_soak",
+        "--soak_iterations",
+        "4",
+        "--soak_num_threads",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["event"] for line in lines] == ["ready", "result", "result", "done"]
+    for line in lines[1:3]:
+        assert line["outcome"] == "passed", line
+        _assert_metrics(line["metrics"], 4, 0)
+
+
+def test_every_channel_has_connections_of_its_own(monkeypatch):
+    """Without grpc.use_local_subchannel_pool, a new channel can reuse the
+    connection of one just closed (C-core's global subchannel pool)."""
+    made = []
+    monkeypatch.setattr(grpc, "insecure_channel", lambda target, options=None: made.append((target, options)))
+    monkeypatch.setattr(grpc, "secure_channel", lambda target, creds, options=None: made.append((target, options)))
+    new_channel = client.channel_factory("::1", 5, None)
+    new_channel()
+    client.make_channel("h", 6, client.tls_credentials(None))
+    client.make_channel("h", 7, client.tls_credentials(None), "x.y")
+    assert made == [
+        ("[::1]:5", [("grpc.use_local_subchannel_pool", 1)]),
+        ("h:6", [("grpc.use_local_subchannel_pool", 1)]),
+        ("h:7", [("grpc.use_local_subchannel_pool", 1), ("grpc.ssl_target_name_override", "x.y")]),
+    ]

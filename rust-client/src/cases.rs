@@ -17,9 +17,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Status, Streaming};
 
+use grpc_interop::pb::grpc_testing::test_service_client::TestServiceClient;
+
 use crate::Clients;
 use crate::checks::{CallError, Checks, DEADLINE_BACKSTOP};
-use crate::wire::CallFlags;
+use crate::wire::{CallFlags, WireChannel};
 
 /// Deadline of every RPC unless a case says otherwise.
 pub const RPC_DEADLINE: Duration = Duration::from_secs(10);
@@ -77,6 +79,8 @@ pub async fn run(case: Case, c: &Clients) -> Checks {
         Case::ServerCompressedUnary => server_compressed_unary(c).await,
         Case::ClientCompressedStreaming => cannot_express(case),
         Case::ServerCompressedStreaming => server_compressed_streaming(c).await,
+        Case::RpcSoak => soak(c, Channels::One).await,
+        Case::ChannelSoak => soak(c, Channels::OnePerIteration).await,
     }
 }
 
@@ -984,9 +988,15 @@ pub async fn cancel_after_first_response(c: &Clients) -> Checks {
 /// `timeout_on_sleeping_server`: FullDuplexCall with a 1 ms deadline ends
 /// DEADLINE_EXCEEDED. What tonic returns is reported as it is.
 pub async fn timeout_on_sleeping_server(c: &Clients) -> Checks {
+    timeout_on_sleeping_server_with(c, SLEEPING_SERVER_DEADLINE).await
+}
+
+/// `timeout_on_sleeping_server` with another deadline than the case's 1 ms
+/// (for tests that need the response headers to come before it).
+pub async fn timeout_on_sleeping_server_with(c: &Clients, deadline: Duration) -> Checks {
     let mut checks = Checks::default();
     let mut test = c.test.clone();
-    let d = Deadline::start(SLEEPING_SERVER_DEADLINE);
+    let d = Deadline::start(deadline);
     // One request with a payload and no response parameters; the stream stays
     // open (no half-close) so the server has nothing to end the call with.
     let (tx, rx) = mpsc::channel(1);
@@ -1167,4 +1177,196 @@ pub async fn server_compressed_streaming(c: &Clients) -> Checks {
         asked.to_vec(),
     );
     checks
+}
+
+/// Which channel the iterations of a soak case use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    /// `rpc_soak`: the client's channel.
+    One,
+    /// `channel_soak`: a new channel for every iteration, closed after it.
+    OnePerIteration,
+}
+
+/// One soak iteration: how long it took, and why it failed, if it did.
+#[derive(Debug)]
+struct Iteration {
+    latency: Duration,
+    failure: Option<String>,
+}
+
+/// `rpc_soak` and `channel_soak`: `large_unary` over and over, by the
+/// settings of the official flags; at most `max_failures` may fail.
+pub async fn soak(c: &Clients, channels: Channels) -> Checks {
+    let mut checks = Checks::default();
+    let name = match channels {
+        Channels::One => "rpc_soak",
+        Channels::OnePerIteration => "channel_soak",
+    };
+    if channels == Channels::OnePerIteration && c.options.is_none() {
+        checks.fail(
+            "completed",
+            "channel_soak: these clients were made without a way to make channels",
+        );
+        return checks;
+    }
+    let s = c.soak;
+    let workers = s.num_threads.max(1);
+    let per_worker = s.iterations / workers;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let c = c.clone();
+        tasks.spawn(async move {
+            soak_worker(&c, channels, worker * per_worker, per_worker, started).await
+        });
+    }
+    let mut iterations = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(done) => iterations.extend(done),
+            Err(e) => checks.fail(
+                "completed",
+                format!("{name}: a worker ended abnormally: {e}"),
+            ),
+        }
+    }
+    let run = iterations.len();
+    checks.equal(
+        "completed",
+        format_args!("{name} iterations run within {:?}", s.overall_timeout),
+        run,
+        s.iterations as usize,
+    );
+    let failures: Vec<&str> = iterations
+        .iter()
+        .filter_map(|i| i.failure.as_deref())
+        .collect();
+    checks.record(
+        "failures",
+        failures.len() <= s.max_failures as usize,
+        || {
+            let shown: Vec<&str> = failures.iter().take(5).copied().collect();
+            format!(
+                "{name}: {} of {run} iterations failed, want at most {}: {}{}",
+                failures.len(),
+                s.max_failures,
+                shown.join("; "),
+                if failures.len() > shown.len() {
+                    "; ..."
+                } else {
+                    ""
+                }
+            )
+        },
+    );
+    checks.metric("iterations", run as f64);
+    checks.metric("failures", failures.len() as f64);
+    let mut latencies: Vec<f64> = iterations
+        .iter()
+        .filter(|i| i.failure.is_none())
+        .map(|i| i.latency.as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    for (key, p) in [
+        ("latency_ms_p50", 50.0),
+        ("latency_ms_p90", 90.0),
+        ("latency_ms_p99", 99.0),
+        ("latency_ms_max", 100.0),
+    ] {
+        if let Some(value) = nearest_rank(&latencies, p) {
+            checks.metric(key, (value * 1000.0).round() / 1000.0);
+        }
+    }
+    checks
+}
+
+/// The nearest-rank `p`-th percentile of sorted `values`: the value at rank
+/// ⌈p/100 × n⌉ (1-based); `None` when there are none.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// One worker's share of a soak: `count` iterations numbered from `first`,
+/// none started after the overall timeout.
+async fn soak_worker(
+    c: &Clients,
+    channels: Channels,
+    first: u32,
+    count: u32,
+    started: Instant,
+) -> Vec<Iteration> {
+    let s = c.soak;
+    let mut done = Vec::new();
+    for index in first..first + count {
+        if started.elapsed() >= s.overall_timeout {
+            break;
+        }
+        let iteration_started = Instant::now();
+        let mut test = match channels {
+            Channels::One => c.test.clone(),
+            Channels::OnePerIteration => match c.options.as_ref().map(|o| o.channel()) {
+                Some(Ok(channel)) => TestServiceClient::new(WireChannel::new(channel)),
+                Some(Err(e)) => {
+                    done.push(Iteration {
+                        latency: Duration::ZERO,
+                        failure: Some(format!("iteration {index}: no channel: {e}")),
+                    });
+                    continue;
+                }
+                None => break,
+            },
+        };
+        let d = Deadline::start(s.per_iteration_max_acceptable_latency);
+        let answer = d.wait(test.unary_call(d.request(large_request()))).await;
+        let latency = iteration_started.elapsed();
+        let failure = match answer {
+            Err(error) => Some(format!("iteration {index}: UnaryCall status = {error}")),
+            Ok(response) => {
+                let mut payload = Checks::default();
+                payload.payload(
+                    "",
+                    "UnaryCall",
+                    response.get_ref().payload.as_ref(),
+                    LARGE_RESPONSE_SIZE,
+                );
+                if !payload.passed() {
+                    Some(format!("iteration {index}: {}", payload.message()))
+                } else if latency > s.per_iteration_max_acceptable_latency {
+                    Some(format!(
+                        "iteration {index}: took {:.1} ms, want at most {} ms",
+                        latency.as_secs_f64() * 1000.0,
+                        s.per_iteration_max_acceptable_latency.as_millis()
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        done.push(Iteration { latency, failure });
+        // The channel of channel_soak closes here, with its client.
+        drop(test);
+        tokio::time::sleep_until(iteration_started + s.min_time_between_rpcs).await;
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(nearest_rank(&values, 50.0), Some(5.0));
+        assert_eq!(nearest_rank(&values, 90.0), Some(9.0));
+        assert_eq!(nearest_rank(&values, 99.0), Some(10.0));
+        assert_eq!(nearest_rank(&values, 100.0), Some(10.0));
+        assert_eq!(nearest_rank(&[3.0], 50.0), Some(3.0));
+        assert_eq!(nearest_rank(&[], 50.0), None);
+    }
 }

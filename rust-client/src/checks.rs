@@ -60,6 +60,7 @@ pub struct Checks {
     made: BTreeMap<String, CheckState>,
     not_checked: BTreeMap<String, String>,
     failures: Vec<String>,
+    metrics: BTreeMap<String, f64>,
 }
 
 impl Checks {
@@ -194,6 +195,16 @@ impl Checks {
     pub fn not_made(&mut self, name: &str, reason: &str) {
         self.not_checked
             .insert(name.to_string(), reason.to_string());
+    }
+
+    /// Records a number the case measured.
+    pub fn metric(&mut self, name: &str, value: f64) {
+        self.metrics.insert(name.to_string(), value);
+    }
+
+    /// The numbers the case measured.
+    pub fn metrics(&self) -> &BTreeMap<String, f64> {
+        &self.metrics
     }
 
     /// Whether nothing failed.

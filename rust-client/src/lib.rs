@@ -78,8 +78,8 @@ pub enum ClientError {
 /// TLS settings of the channel.
 #[derive(Debug, Clone)]
 pub struct TlsOptions {
-    /// PEM of the only CA trusted.
-    pub ca_pem: Vec<u8>,
+    /// PEM of the only CA trusted (`--use_test_ca`); `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
     /// Name used for SNI and certificate verification.
     pub server_name: String,
 }
@@ -93,6 +93,31 @@ pub struct ClientOptions {
     pub port: u16,
     /// TLS, or plaintext when `None`.
     pub tls: Option<TlsOptions>,
+}
+
+/// The settings of the soak cases (the official flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoakOptions {
+    pub iterations: u32,
+    pub max_failures: u32,
+    pub per_iteration_max_acceptable_latency: Duration,
+    pub overall_timeout: Duration,
+    pub min_time_between_rpcs: Duration,
+    pub num_threads: u32,
+}
+
+impl Default for SoakOptions {
+    /// The official client's defaults.
+    fn default() -> Self {
+        SoakOptions {
+            iterations: 10,
+            max_failures: 0,
+            per_iteration_max_acceptable_latency: Duration::from_millis(1000),
+            overall_timeout: Duration::from_secs(10),
+            min_time_between_rpcs: Duration::ZERO,
+            num_threads: 1,
+        }
+    }
 }
 
 impl ClientOptions {
@@ -112,9 +137,11 @@ impl ClientOptions {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
-            let config = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.ca_pem))
-                .domain_name(tls.server_name.clone());
+            let config = ClientTlsConfig::new().domain_name(tls.server_name.clone());
+            let config = match &tls.ca_pem {
+                Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+                None => config.with_native_roots(),
+            };
             endpoint = endpoint.tls_config(config).map_err(ClientError::Tls)?;
         }
         Ok(endpoint.connect_lazy())
@@ -135,10 +162,24 @@ pub struct Clients {
     pub test_gzip: TestServiceClient<WireChannel>,
     /// UnimplementedService, which servers do not register.
     pub unimplemented: UnimplementedServiceClient<WireChannel>,
+    /// How to make another channel to the same server (`channel_soak`).
+    pub options: Option<ClientOptions>,
+    /// The soak cases' settings.
+    pub soak: SoakOptions,
 }
 
 impl Clients {
-    /// Builds every client on `channel`.
+    /// Builds every client on the channel `options` make, with the soak settings.
+    pub fn connect(options: &ClientOptions, soak: SoakOptions) -> Result<Self, ClientError> {
+        Ok(Clients {
+            options: Some(options.clone()),
+            soak,
+            ..Clients::new(options.channel()?)
+        })
+    }
+
+    /// Builds every client on `channel` (no other channel can be made:
+    /// `channel_soak` then fails, saying so).
     pub fn new(channel: Channel) -> Self {
         let channel = WireChannel::new(channel);
         let test =
@@ -149,6 +190,8 @@ impl Clients {
             test,
             unimplemented: UnimplementedServiceClient::new(channel.clone()),
             channel,
+            options: None,
+            soak: SoakOptions::default(),
         }
     }
 }
@@ -181,6 +224,9 @@ pub struct CaseResult {
     pub checks: BTreeMap<String, CheckState>,
     /// The checks tonic cannot make, with the reason.
     pub not_checked: BTreeMap<String, String>,
+    /// Numbers the case measured (the soak cases).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl CaseResult {
@@ -273,50 +319,48 @@ impl<W: Write> ResultSink<W> {
     }
 }
 
-/// Runs `case` in its own task, so a panic becomes a failed result, under [`CASE_GUARD`].
+/// Runs `case` in its own task, so a panic becomes a failed result, under
+/// [`CASE_GUARD`] (a soak case: its overall timeout and one more iteration, when longer).
 pub async fn run_case(clients: &Clients, case: Case) -> CaseResult {
     let started = Instant::now();
+    let guard = CASE_GUARD.max(
+        clients.soak.overall_timeout
+            + clients.soak.per_iteration_max_acceptable_latency
+            + checks::DEADLINE_BACKSTOP,
+    );
     let checks = match unsupported_reason(case) {
         Some(_) => None,
         None => {
             let clients = clients.clone();
-            Some(
-                guarded(
-                    case,
-                    async move { cases::run(case, &clients).await },
-                    CASE_GUARD,
-                )
-                .await,
-            )
+            Some(guarded(case, async move { cases::run(case, &clients).await }, guard).await)
         }
     };
     let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    let (outcome, message, made, not_checked) = match (checks, unsupported_reason(case)) {
-        (None, reason) => (
-            Outcome::Unsupported,
-            reason.unwrap_or_default().to_string(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-        ),
-        (Some(checks), _) => (
-            if checks.passed() {
-                Outcome::Passed
-            } else {
-                Outcome::Failed
-            },
-            checks.message(),
-            checks.made().clone(),
-            checks.not_checked().clone(),
-        ),
+    let Some(checks) = checks else {
+        return CaseResult {
+            event: "result",
+            case,
+            outcome: Outcome::Unsupported,
+            duration_ms,
+            message: unsupported_reason(case).unwrap_or_default().to_string(),
+            checks: BTreeMap::new(),
+            not_checked: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+        };
     };
     CaseResult {
         event: "result",
         case,
-        outcome,
+        outcome: if checks.passed() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        },
         duration_ms,
-        message,
-        checks: made,
-        not_checked,
+        message: checks.message(),
+        checks: checks.made().clone(),
+        not_checked: checks.not_checked().clone(),
+        metrics: checks.metrics().clone(),
     }
 }
 
@@ -403,6 +447,7 @@ mod tests {
             message: String::new(),
             checks: [("status".to_string(), CheckState::Passed)].into(),
             not_checked: BTreeMap::new(),
+            metrics: BTreeMap::new(),
         }
     }
 

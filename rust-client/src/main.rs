@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
 use grpc_interop::cases::Case;
-use rust_client::{ClientOptions, Clients, Outcome, ResultSink, TlsOptions, run_case};
+use rust_client::{ClientOptions, Clients, Outcome, ResultSink, SoakOptions, TlsOptions, run_case};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_FAILED: u8 = 1;
@@ -31,12 +32,37 @@ struct Args {
     /// Connect with TLS (`--use_tls`, `--use_tls=true`, `--use_tls=false`).
     #[arg(long = "use_tls", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     use_tls: bool,
-    /// Name for TLS server name indication and certificate verification.
-    #[arg(long = "server_host_override", default_value = "foo.test.google.fr")]
+    /// With --use_tls, trust only the CA of --ca_file instead of the system's roots.
+    #[arg(long = "use_test_ca", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    use_test_ca: bool,
+    /// The CA --use_test_ca trusts (default `$INTEROP_TLS_DIR/ca.pem`).
+    #[arg(long = "ca_file")]
+    ca_file: Option<PathBuf>,
+    /// Name for TLS server name indication and certificate verification
+    /// (default: --server_host).
+    #[arg(long = "server_host_override", default_value = "")]
     server_host_override: String,
-    /// CA certificate to trust (default `$INTEROP_TLS_DIR/ca.pem`).
-    #[arg(long = "tls_ca_file")]
-    tls_ca_file: Option<PathBuf>,
+    /// rpc_soak, channel_soak: how many RPCs.
+    #[arg(long = "soak_iterations", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    soak_iterations: u32,
+    /// How many of them may fail.
+    #[arg(long = "soak_max_failures", default_value_t = 0)]
+    soak_max_failures: u32,
+    /// An RPC slower than this (milliseconds) fails its iteration.
+    #[arg(
+        long = "soak_per_iteration_max_acceptable_latency_ms",
+        default_value_t = 1000
+    )]
+    soak_per_iteration_max_acceptable_latency_ms: u64,
+    /// The case stops, failing, when this has passed (seconds).
+    #[arg(long = "soak_overall_timeout_seconds", default_value_t = 10)]
+    soak_overall_timeout_seconds: u64,
+    /// An iteration starts at least this long (milliseconds) after its worker's previous one.
+    #[arg(long = "soak_min_time_ms_between_rpcs", default_value_t = 0)]
+    soak_min_time_ms_between_rpcs: u64,
+    /// Workers, each running soak_iterations / soak_num_threads iterations.
+    #[arg(long = "soak_num_threads", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    soak_num_threads: u32,
     /// Also write every result line to this file (created or truncated), then
     /// `{"event":"done","cases":N}`.
     #[arg(long = "result_file")]
@@ -46,45 +72,82 @@ struct Args {
 type Stdout = std::io::Stdout;
 
 /// Everything decided before the first case runs; any error here is exit 2.
-fn setup(args: &Args) -> anyhow::Result<(Vec<Case>, ClientOptions, ResultSink<Stdout>)> {
+struct Setup {
+    cases: Vec<Case>,
+    options: ClientOptions,
+    soak: SoakOptions,
+    sink: ResultSink<Stdout>,
+}
+
+fn setup(args: &Args) -> anyhow::Result<Setup> {
     let cases = Case::parse_list(&args.test_case).map_err(anyhow::Error::msg)?;
+    if args.soak_iterations % args.soak_num_threads != 0 {
+        anyhow::bail!("--soak_iterations must be a multiple of --soak_num_threads");
+    }
     let tls = if args.use_tls {
-        let ca = match (&args.tls_ca_file, std::env::var_os("INTEROP_TLS_DIR")) {
-            (Some(path), _) => path.clone(),
-            (None, Some(dir)) => PathBuf::from(dir).join("ca.pem"),
-            (None, None) => anyhow::bail!("--use_tls needs --tls_ca_file or INTEROP_TLS_DIR"),
+        let ca_pem = if args.use_test_ca {
+            let ca = match (&args.ca_file, std::env::var_os("INTEROP_TLS_DIR")) {
+                (Some(path), _) => path.clone(),
+                (None, Some(dir)) => PathBuf::from(dir).join("ca.pem"),
+                (None, None) => anyhow::bail!("--use_test_ca needs --ca_file or INTEROP_TLS_DIR"),
+            };
+            Some(
+                std::fs::read(&ca)
+                    .with_context(|| format!("cannot read CA file {}", ca.display()))?,
+            )
+        } else {
+            None
         };
-        let ca_pem =
-            std::fs::read(&ca).with_context(|| format!("cannot read CA file {}", ca.display()))?;
+        let server_name = if args.server_host_override.is_empty() {
+            args.server_host.clone()
+        } else {
+            args.server_host_override.clone()
+        };
         Some(TlsOptions {
             ca_pem,
-            server_name: args.server_host_override.clone(),
+            server_name,
         })
     } else {
         None
     };
+    let soak = SoakOptions {
+        iterations: args.soak_iterations,
+        max_failures: args.soak_max_failures,
+        per_iteration_max_acceptable_latency: Duration::from_millis(
+            args.soak_per_iteration_max_acceptable_latency_ms,
+        ),
+        overall_timeout: Duration::from_secs(args.soak_overall_timeout_seconds),
+        min_time_between_rpcs: Duration::from_millis(args.soak_min_time_ms_between_rpcs),
+        num_threads: args.soak_num_threads,
+    };
     // Last, so a usage error above leaves an existing file alone.
     let sink = ResultSink::open(std::io::stdout(), args.result_file.as_deref())?;
-    Ok((
+    Ok(Setup {
         cases,
-        ClientOptions {
+        options: ClientOptions {
             host: args.server_host.clone(),
             port: args.server_port,
             tls,
         },
+        soak,
         sink,
-    ))
+    })
 }
 
-async fn run(cases: Vec<Case>, options: ClientOptions, mut sink: ResultSink<Stdout>) -> ExitCode {
-    let channel = match options.channel() {
-        Ok(channel) => channel,
+async fn run(setup: Setup) -> ExitCode {
+    let Setup {
+        cases,
+        options,
+        soak,
+        mut sink,
+    } = setup;
+    let clients = match Clients::connect(&options, soak) {
+        Ok(clients) => clients,
         Err(error) => {
             eprintln!("rust-client: {:#}", anyhow::Error::from(error));
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let clients = Clients::new(channel);
     if let Err(error) = sink.ready() {
         eprintln!("rust-client: cannot write results: {error}");
         return ExitCode::from(EXIT_FAILED);
@@ -132,7 +195,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .init();
-    let (cases, options, sink) = match setup(&args) {
+    let setup = match setup(&args) {
         Ok(setup) => setup,
         Err(error) => {
             eprintln!("rust-client: {error:#}");
@@ -140,7 +203,7 @@ fn main() -> ExitCode {
         }
     };
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run(cases, options, sink)),
+        Ok(runtime) => runtime.block_on(run(setup)),
         Err(error) => {
             eprintln!("rust-client: cannot start the tokio runtime: {error}");
             ExitCode::from(EXIT_USAGE)

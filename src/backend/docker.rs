@@ -23,9 +23,10 @@ use tokio::time::Instant;
 
 use super::{
     Backend, BackendError, BoxFuture, ClientHandle, Exit, Next, ServerHandle, Settings, Target,
+    client_argv,
 };
 use crate::cases::Case;
-use crate::manifest::{DockerSpec, Implementation, Template};
+use crate::manifest::{DEFAULT_TLS_NAME, DockerSpec, Implementation, Ready, Template};
 use crate::process::LogTail;
 use crate::protocol::is_protocol_line;
 
@@ -37,6 +38,8 @@ pub const RUN_LABEL: &str = "com.polyglot-grpc-interop.run";
 pub const OWNER_LABEL: &str = "com.polyglot-grpc-interop.owner";
 /// Port servers listen on inside their containers.
 pub const SERVER_PORT: u16 = 8080;
+/// The project's test CA, inside every image.
+pub const CLIENT_CA: &str = "/app/testdata/tls/ca.pem";
 
 /// Names the base-image build arguments the Dockerfiles take. Values come
 /// from the environment, else from `target/docker-base.env` (written by
@@ -205,6 +208,38 @@ impl Docker {
         })
     }
 
+    /// Waits until the container accepts TCP connections on [`SERVER_PORT`]
+    /// at its address on the run's network (reachable from this host).
+    async fn wait_for_accept(&self, id: &str, argv: &[String]) -> Result<(), BackendError> {
+        let deadline = Instant::now() + self.settings.ready_timeout;
+        loop {
+            let address = self
+                .api
+                .inspect_container(id, None)
+                .await
+                .ok()
+                .and_then(|c| c.network_settings)
+                .and_then(|n| n.networks)
+                .and_then(|n| n.get(&self.network).cloned())
+                .and_then(|n| n.ip_address)
+                .filter(|ip| !ip.is_empty());
+            if let Some(ip) = address {
+                let connect = tokio::net::TcpStream::connect((ip.as_str(), SERVER_PORT));
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Start(format!(
+                    "server ({}) accepted no connection on port {SERVER_PORT} within {:?}",
+                    argv.join(" "),
+                    self.settings.ready_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn container_name(&self, role: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("pgi-{}-{role}-{n}", self.run_id)
@@ -347,17 +382,23 @@ impl Backend for Docker {
                 .as_ref()
                 .ok_or_else(|| BackendError::Config(format!("{} has no server", imp.name)))?;
             let name = self.container_name(&format!("server-{}", imp.name));
-            let mut argv = Template {
+            let template = Template {
                 port: SERVER_PORT.to_string(),
                 ..Template::default()
-            }
-            .expand(&spec.server);
+            };
+            let mut argv = template.expand(&spec.server);
             if self.settings.tls {
-                argv.extend(role.tls.iter().cloned());
+                argv.extend(template.expand(spec.server_tls.as_ref().unwrap_or(&role.tls)));
             }
+            // A server that announces readiness is waited for by its line; one
+            // that only accepts connections, by connecting (below).
+            let wait = match role.ready {
+                Ready::Line => WaitFor::message_on_stdout("\"event\":\"listening\""),
+                Ready::Tcp => WaitFor::Nothing,
+            };
             let mut request = self
                 .image(spec)
-                .with_wait_for(WaitFor::message_on_stdout("\"event\":\"listening\""))
+                .with_wait_for(wait)
                 .with_cmd(argv.clone())
                 .with_network(self.network.clone())
                 .with_container_name(name.clone())
@@ -373,6 +414,9 @@ impl Backend for Docker {
                     spec.image
                 ))
             })?;
+            if role.ready == Ready::Tcp {
+                self.wait_for_accept(container.id(), &argv).await?;
+            }
             let logs = LogTail::default();
             let echo = self
                 .settings
@@ -428,12 +472,12 @@ impl Backend for Docker {
                 host: target.host.clone(),
                 port: target.port.to_string(),
                 cases: cases.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+                ca: target.ca.clone(),
+                tls_name: target.tls_name.clone(),
+                soak: self.settings.soak,
                 ..Template::default()
             };
-            let mut argv = template.expand(&spec.client);
-            if self.settings.tls {
-                argv.extend(template.expand(&role.tls));
-            }
+            let argv = client_argv(&spec.client, role, &template, self.settings.tls, cases);
             let name = self.container_name(&format!("client-{}-{server}", imp.name));
             let mut request = self
                 .image(spec)
@@ -486,6 +530,10 @@ impl ServerHandle for DockerServer {
         Target {
             host: self.host.clone(),
             port: SERVER_PORT,
+            // Every image holds the project's test CA here; a server in a
+            // container serves a certificate it signed (`[docker] server_tls`).
+            ca: CLIENT_CA.to_string(),
+            tls_name: DEFAULT_TLS_NAME.to_string(),
         }
     }
 

@@ -24,6 +24,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Target {
     pub host: String,
     pub port: u16,
+    /// With TLS: where the client finds the CA the server's certificate chains to.
+    pub ca: String,
+    /// With TLS: the name the server's certificate is for.
+    pub tls_name: String,
 }
 
 /// Run-wide settings a backend needs.
@@ -38,6 +42,8 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// Stream child logs to stderr, prefixed with the child's name.
     pub verbose: bool,
+    /// The soak cases' settings, for the clients' `{soak_*}` arguments.
+    pub soak: crate::manifest::Soak,
 }
 
 /// Why a backend could not do what it was asked.
@@ -104,6 +110,28 @@ pub trait Backend: Send + Sync {
     fn finish(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+}
+
+/// The arguments of a client: its command, then its TLS arguments with
+/// TLS, then its soak arguments when a soak case is among `cases`.
+pub fn client_argv(
+    command: &[String],
+    role: &crate::manifest::Role,
+    template: &crate::manifest::Template,
+    tls: bool,
+    cases: &[Case],
+) -> Vec<String> {
+    let mut argv = template.expand(command);
+    if tls {
+        argv.extend(template.expand(&role.tls));
+    }
+    if cases
+        .iter()
+        .any(|c| c.group() == crate::cases::CaseGroup::Soak)
+    {
+        argv.extend(template.expand(&role.soak));
+    }
+    argv
 }
 
 /// Formats the last lines of a log for a failure report.

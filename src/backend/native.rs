@@ -6,9 +6,10 @@ use tokio::time::Instant;
 
 use super::{
     Backend, BackendError, BoxFuture, ClientHandle, Exit, Next, ServerHandle, Settings, Target,
+    client_argv,
 };
 use crate::cases::Case;
-use crate::manifest::{Implementation, Template};
+use crate::manifest::{DEFAULT_TLS_CA, DEFAULT_TLS_NAME, Implementation, Ready, Role, Template};
 use crate::process::{Child, Spec, describe};
 use crate::protocol::{self, Line};
 
@@ -53,8 +54,70 @@ impl Native {
     fn template(&self) -> Template {
         Template {
             root: self.root.display().to_string(),
+            soak: self.settings.soak,
             ..Template::default()
         }
+    }
+}
+
+/// The CA a server's clients must trust and the name its certificate is
+/// for, from its manifest (the project's test CA when it names none).
+fn tls_of(role: &Role, template: &Template) -> (String, String) {
+    let ca = role.tls_ca.as_deref().unwrap_or(DEFAULT_TLS_CA);
+    let ca = template.expand(&[ca.to_string()]).remove(0);
+    let name = role
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TLS_NAME.to_string());
+    (ca, name)
+}
+
+/// A port that is free now: bound and released.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Why a server is not ready.
+enum NotReady {
+    Exited,
+    Deadline,
+}
+
+/// Waits for the server's `{"event":"listening","port":N}` line.
+async fn wait_for_listening_line(child: &mut Child, deadline: Instant) -> Result<u16, NotReady> {
+    loop {
+        match child.next_line(deadline).await {
+            Next::Line(line) => {
+                if let Ok(Line::Listening { port }) = protocol::parse(&line) {
+                    return Ok(port);
+                }
+            }
+            Next::Eof => return Err(NotReady::Exited),
+            Next::Deadline => return Err(NotReady::Deadline),
+        }
+    }
+}
+
+/// Waits until the server accepts a TCP connection on `port` of 127.0.0.1,
+/// trying every 20 ms, as long as it runs.
+async fn wait_for_accept(child: &mut Child, port: u16, deadline: Instant) -> Result<u16, NotReady> {
+    loop {
+        if child.try_status().is_some() {
+            return Err(NotReady::Exited);
+        }
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        );
+        if let Ok(Ok(_stream)) = attempt.await {
+            return Ok(port);
+        }
+        if Instant::now() >= deadline {
+            return Err(NotReady::Deadline);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -119,13 +182,21 @@ impl Backend for Native {
                 .server
                 .as_ref()
                 .ok_or_else(|| BackendError::Config(format!("{} has no server", imp.name)))?;
-            let mut argv = Template {
-                port: "0".to_string(),
+            // A server that announces its port binds port 0; one that does not
+            // gets a port chosen here (free a moment ago; loopback only).
+            let port = match role.ready {
+                Ready::Line => 0,
+                Ready::Tcp => free_port().map_err(|e| {
+                    BackendError::Start(format!("server {}: no free port: {e}", imp.name))
+                })?,
+            };
+            let template = Template {
+                port: port.to_string(),
                 ..self.template()
-            }
-            .expand(&role.command);
+            };
+            let mut argv = template.expand(&role.command);
             if self.settings.tls {
-                argv.extend(self.template().expand(&role.tls));
+                argv.extend(template.expand(&role.tls));
             }
             let name = format!("server {}", imp.name);
             let mut child = Child::spawn(Spec {
@@ -138,36 +209,42 @@ impl Backend for Native {
             })
             .map_err(|e| BackendError::Start(e.to_string()))?;
             let deadline = Instant::now() + self.settings.ready_timeout;
-            loop {
-                match child.next_line(deadline).await {
-                    Next::Line(line) => {
-                        if let Ok(Line::Listening { port }) = protocol::parse(&line) {
-                            return Ok(
-                                Box::new(NativeServer { child, port }) as Box<dyn ServerHandle>
-                            );
-                        }
-                    }
-                    Next::Eof => {
-                        let status = child
-                            .wait_until(Instant::now() + self.settings.stop_grace)
-                            .await;
-                        child.stop(self.settings.stop_grace).await;
-                        return Err(BackendError::Start(format!(
-                            "{name} ({}) exited before it was ready: {}\n{}",
-                            argv.join(" "),
-                            describe(status),
-                            child.logs().last(20).join("\n")
-                        )));
-                    }
-                    Next::Deadline => {
-                        child.stop(self.settings.stop_grace).await;
-                        return Err(BackendError::Start(format!(
-                            "{name} ({}) printed no readiness line within {:?}\n{}",
-                            argv.join(" "),
-                            self.settings.ready_timeout,
-                            child.logs().last(20).join("\n")
-                        )));
-                    }
+            let ready = match role.ready {
+                Ready::Line => wait_for_listening_line(&mut child, deadline).await,
+                Ready::Tcp => wait_for_accept(&mut child, port, deadline).await,
+            };
+            let (ca, tls_name) = tls_of(role, &self.template());
+            match ready {
+                Ok(port) => Ok(Box::new(NativeServer {
+                    child,
+                    port,
+                    ca,
+                    tls_name,
+                }) as Box<dyn ServerHandle>),
+                Err(NotReady::Exited) => {
+                    let status = child
+                        .wait_until(Instant::now() + self.settings.stop_grace)
+                        .await;
+                    child.stop(self.settings.stop_grace).await;
+                    Err(BackendError::Start(format!(
+                        "{name} ({}) exited before it was ready: {}\n{}",
+                        argv.join(" "),
+                        describe(status),
+                        child.logs().last(20).join("\n")
+                    )))
+                }
+                Err(NotReady::Deadline) => {
+                    child.stop(self.settings.stop_grace).await;
+                    let what = match role.ready {
+                        Ready::Line => "printed no readiness line".to_string(),
+                        Ready::Tcp => format!("accepted no connection on port {port}"),
+                    };
+                    Err(BackendError::Start(format!(
+                        "{name} ({}) {what} within {:?}\n{}",
+                        argv.join(" "),
+                        self.settings.ready_timeout,
+                        child.logs().last(20).join("\n")
+                    )))
                 }
             }
         })
@@ -189,12 +266,11 @@ impl Backend for Native {
                 host: target.host.clone(),
                 port: target.port.to_string(),
                 cases: cases.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+                ca: target.ca.clone(),
+                tls_name: target.tls_name.clone(),
                 ..self.template()
             };
-            let mut argv = template.expand(&role.command);
-            if self.settings.tls {
-                argv.extend(template.expand(&role.tls));
-            }
+            let argv = client_argv(&role.command, role, &template, self.settings.tls, cases);
             let child = Child::spawn(Spec {
                 name: format!("client {}→{}", imp.name, server),
                 argv: &argv,
@@ -215,6 +291,8 @@ impl Backend for Native {
 struct NativeServer {
     child: Child,
     port: u16,
+    ca: String,
+    tls_name: String,
 }
 
 impl ServerHandle for NativeServer {
@@ -222,6 +300,8 @@ impl ServerHandle for NativeServer {
         Target {
             host: "127.0.0.1".to_string(),
             port: self.port,
+            ca: self.ca.clone(),
+            tls_name: self.tls_name.clone(),
         }
     }
 

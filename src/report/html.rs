@@ -157,7 +157,7 @@ pub fn render(info: Option<&RunInfo>, run: Finished<'_>) -> String {
          <span>rows: servers, columns: clients; hover a cell for details</span></div>"
     );
 
-    for group in [CaseGroup::Greeter, CaseGroup::Interop] {
+    for group in CaseGroup::ALL {
         let cases: Vec<Case> = Case::all()
             .into_iter()
             .filter(|c| c.group() == group && results.iter().any(|r| r.id.case == *c))
@@ -191,6 +191,9 @@ pub fn render(info: Option<&RunInfo>, run: Finished<'_>) -> String {
                             }
                             for (check, reason) in &r.not_checked {
                                 title.push_str(&format!("\nnot checked: {check}: {reason}"));
+                            }
+                            if let Some(text) = crate::model::metrics_text(r) {
+                                title.push_str(&format!("\n{text}"));
                             }
                             let failed = r.failed_checks();
                             if !failed.is_empty() {
@@ -248,6 +251,26 @@ pub fn render(info: Option<&RunInfo>, run: Finished<'_>) -> String {
                 "<li><code>{}</code>: {}</li>",
                 escape(&r.id.path()),
                 escape(&r.tag_lower())
+            );
+        }
+        let _ = writeln!(h, "</ul>");
+    }
+    let measured: Vec<(&CellResult, String)> = results
+        .iter()
+        .filter_map(|r| crate::model::metrics_text(r).map(|t| (r, t)))
+        .collect();
+    if !measured.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2 id=\"soak\">soak: iterations and latencies</h2><ul class=\"soak\">"
+        );
+        for (r, text) in measured {
+            let _ = writeln!(
+                h,
+                "<li><code>{}</code> {}: {}</li>",
+                escape(&r.id.path()),
+                r.outcome.words(),
+                escape(&text)
             );
         }
         let _ = writeln!(h, "</ul>");

@@ -70,6 +70,12 @@ fn properties(r: &CellResult) -> Vec<(String, String)> {
     for (check, reason) in &r.not_checked {
         props.push((format!("not_checked.{check}"), reason.clone()));
     }
+    for (name, value) in &r.metrics {
+        props.push((format!("metric.{name}"), value.to_string()));
+    }
+    if let Some(how) = r.reported_by {
+        props.push(("reported_by".to_string(), how.to_string()));
+    }
     if let Some(k) = &r.known_failure {
         props.push(("known_failure".to_string(), k.describe()));
         props.push((

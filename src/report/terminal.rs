@@ -182,7 +182,7 @@ pub fn render(
         .map(|r| ((r.id.client.as_str(), r.id.server.as_str(), r.id.case), r))
         .collect();
 
-    for group in [CaseGroup::Greeter, CaseGroup::Interop] {
+    for group in CaseGroup::ALL {
         let cases: Vec<Case> = Case::all()
             .into_iter()
             .filter(|c| c.group() == group && results.iter().any(|r| r.id.case == *c))
@@ -275,6 +275,17 @@ pub fn render(
         writeln!(out, "races (either outcome accepted, known-failures.toml):")?;
         for r in races {
             writeln!(out, "  {} {}", r.id, r.tag())?;
+        }
+    }
+    let measured: Vec<(&CellResult, String)> = results
+        .iter()
+        .filter_map(|r| crate::model::metrics_text(r).map(|t| (r, t)))
+        .collect();
+    if !measured.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "soak (iterations and latencies):")?;
+        for (r, text) in measured {
+            writeln!(out, "  {} {}: {text}", r.id, r.outcome.mark())?;
         }
     }
     let not_checked = crate::model::not_checked_reasons(results);

@@ -37,6 +37,7 @@ pub fn settings(tls: bool) -> Settings {
         build_timeout: Duration::from_secs(40 * 60),
         stop_grace: Duration::from_secs(2),
         verbose: false,
+        soak: grpc_interop::manifest::Soak::default(),
     }
 }
 

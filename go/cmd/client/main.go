@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -55,16 +57,38 @@ func caDefault() string {
 	return ""
 }
 
-// run runs the cases the flags name and prints their results on out. It
-// reports whether any case failed.
-func run(args []string, out io.Writer) (failed bool, err error) {
+// options are the parsed and validated flags.
+type options struct {
+	host       string
+	port       int
+	cases      []interop.Case
+	useTLS     bool
+	useTestCA  bool
+	caFile     string
+	serverName string // --server_host_override, or --server_host when that is empty
+	soak       interop.SoakConfig
+	resultFile string
+}
+
+// parseFlags reads the flags of CONTRACT.md's "Client" section. Every
+// error it returns is bad usage, but flag.ErrHelp (-h), which it returns
+// after printing the flags on stderr.
+func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	host := fs.String("server_host", "localhost", "host to connect to")
 	port := fs.Int("server_port", 0, "port to connect to (required)")
 	testCase := fs.String("test_case", "all", `case name, comma-separated list of names, or "all"`)
-	useTLS := fs.Bool("use_tls", false, "connect with TLS, trusting only --tls_ca_file")
-	override := fs.String("server_host_override", "foo.test.google.fr", "name for TLS server name indication and certificate verification")
-	caFile := fs.String("tls_ca_file", caDefault(), "CA certificate trusted with --use_tls")
+	useTLS := fs.Bool("use_tls", false, "connect with TLS")
+	useTestCA := fs.Bool("use_test_ca", false, "with --use_tls: trust only the CA of --ca_file instead of the system roots")
+	caFile := fs.String("ca_file", caDefault(), "the CA certificate --use_test_ca trusts")
+	override := fs.String("server_host_override", "", "name for TLS server name indication and certificate verification (default: --server_host)")
+	def := interop.DefaultSoakConfig()
+	iterations := fs.Int("soak_iterations", def.Iterations, "rpc_soak, channel_soak: how many RPCs")
+	maxFailures := fs.Int("soak_max_failures", def.MaxFailures, "how many soak RPCs may fail")
+	maxLatencyMS := fs.Int("soak_per_iteration_max_acceptable_latency_ms", int(def.PerIterationMaxLatency.Milliseconds()), "a soak RPC slower than this fails its iteration (also its deadline)")
+	overallS := fs.Int("soak_overall_timeout_seconds", int(def.OverallTimeout.Seconds()), "no soak iteration starts after this")
+	minTimeMS := fs.Int("soak_min_time_ms_between_rpcs", int(def.MinTimeBetweenRPCs.Milliseconds()), "least time between the starts of two iterations of one worker")
+	threads := fs.Int("soak_num_threads", def.Threads, "soak workers; each runs soak_iterations/soak_num_threads iterations")
 	resultFile := fs.String("result_file", "", `also write every result line and the done line to this file (created or truncated)`)
 	// The flag package prints a multi-line usage on errors; the contract
 	// wants one line, so errors are returned and usage shown only for -h.
@@ -73,47 +97,103 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stderr)
 			fs.PrintDefaults()
-			return false, err
 		}
-		return false, usageError{err}
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return false, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *port < 1 || *port > 65535 {
-		return false, usageError{fmt.Errorf("--server_port is required, in 1..65535 (got %d)", *port)}
+		return nil, fmt.Errorf("--server_port is required, in 1..65535 (got %d)", *port)
 	}
 	cases, err := interop.ParseCases(*testCase)
 	if err != nil {
+		return nil, err
+	}
+	o := &options{
+		host:       *host,
+		port:       *port,
+		cases:      cases,
+		useTLS:     *useTLS,
+		useTestCA:  *useTestCA,
+		caFile:     *caFile,
+		serverName: *override,
+		soak: interop.SoakConfig{
+			Iterations:             *iterations,
+			MaxFailures:            *maxFailures,
+			PerIterationMaxLatency: time.Duration(*maxLatencyMS) * time.Millisecond,
+			OverallTimeout:         time.Duration(*overallS) * time.Second,
+			MinTimeBetweenRPCs:     time.Duration(*minTimeMS) * time.Millisecond,
+			Threads:                *threads,
+		},
+		resultFile: *resultFile,
+	}
+	if o.serverName == "" {
+		o.serverName = o.host
+	}
+	if err := o.soak.Validate(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// transportCredentials are the channel's credentials: plaintext, or with
+// --use_tls TLS for o.serverName trusting the CA of --ca_file
+// (--use_test_ca) or the system's roots.
+func (o *options) transportCredentials() (credentials.TransportCredentials, error) {
+	if !o.useTLS {
+		return insecure.NewCredentials(), nil
+	}
+	var roots *x509.CertPool
+	if o.useTestCA {
+		if o.caFile == "" {
+			return nil, errors.New("--use_test_ca needs --ca_file (or INTEROP_TLS_DIR)")
+		}
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.caFile)
+		}
+	} else {
+		var err error
+		if roots, err = x509.SystemCertPool(); err != nil {
+			return nil, fmt.Errorf("system root certificates: %w", err)
+		}
+	}
+	return credentials.NewClientTLSFromCert(roots, o.serverName), nil
+}
+
+// run runs the cases the flags name and prints their results on out. It
+// reports whether any case failed.
+func run(args []string, out io.Writer) (failed bool, err error) {
+	o, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return false, err
+	}
+	if err != nil {
 		return false, usageError{err}
 	}
-
-	creds := insecure.NewCredentials()
-	if *useTLS {
-		if *caFile == "" {
-			return false, usageError{errors.New("--use_tls needs --tls_ca_file (or INTEROP_TLS_DIR)")}
-		}
-		name := *override
-		if name == "" {
-			name = *host
-		}
-		creds, err = credentials.NewClientTLSFromFile(*caFile, name)
-		if err != nil {
-			return false, usageError{fmt.Errorf("load CA file: %w", err)}
-		}
+	creds, err := o.transportCredentials()
+	if err != nil {
+		return false, usageError{err}
 	}
-	target := net.JoinHostPort(*host, strconv.Itoa(*port))
-	cc, err := grpc.NewClient(target, append(interop.DialOptions(), grpc.WithTransportCredentials(creds))...)
+	target := net.JoinHostPort(o.host, strconv.Itoa(o.port))
+	// channel_soak makes its channels with the same target and options.
+	cc, clients, err := interop.NewChannel(target, append(interop.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return false, usageError{fmt.Errorf("channel to %s: %w", target, err)}
 	}
 	defer func() { _ = cc.Close() }()
+	clients.Soak = o.soak
 
 	// Opened last, so a usage error above leaves an existing file alone.
 	var file *os.File
 	results := out // result and done lines; the ready line goes to out only
-	if *resultFile != "" {
-		file, err = os.Create(*resultFile)
+	if o.resultFile != "" {
+		file, err = os.Create(o.resultFile)
 		if err != nil {
 			return false, usageError{fmt.Errorf("create result file: %w", err)}
 		}
@@ -127,9 +207,8 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	if err := interop.WriteLine(out, event{Event: "ready"}); err != nil {
 		return false, fmt.Errorf("write ready line: %w", err)
 	}
-	clients := interop.NewClients(cc)
 	ctx := context.Background()
-	for _, tc := range cases {
+	for _, tc := range o.cases {
 		res := interop.RunCase(ctx, clients, tc)
 		if res.Outcome == interop.OutcomeFailed {
 			failed = true
@@ -138,7 +217,7 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 			return failed, fmt.Errorf("write result: %w", err)
 		}
 	}
-	if err := interop.WriteLine(results, done{Event: "done", Cases: len(cases)}); err != nil {
+	if err := interop.WriteLine(results, done{Event: "done", Cases: len(o.cases)}); err != nil {
 		return failed, fmt.Errorf("write done line: %w", err)
 	}
 	if file != nil {

@@ -19,7 +19,19 @@ func TestBadUsageIsExitTwo(t *testing.T) {
 	for _, args := range [][]string{
 		{"--server_port", "1", "--test_case", "large_unary,nope"},
 		{"--test_case", "large_unary"},
-		{"--server_port", "1", "--use_tls", "--tls_ca_file", "/nonexistent/ca.pem"},
+		{"--server_port", "1", "--use_tls", "--use_test_ca", "--ca_file", "/nonexistent/ca.pem"},
+		{"--server_port", "1", "--use_tls=true", "--use_test_ca=true", "--ca_file", "main_test.go"}, // no PEM in it
+		{"--server_port", "1", "--tls_ca_file", "ca.pem"},                                           // the old flag is gone
+		{"--server_port", "1", "--use_test_ca=maybe"},
+		{"--server_port", "1", "--soak_iterations", "0"},
+		{"--server_port", "1", "--soak_iterations", "-1"},
+		{"--server_port", "1", "--soak_num_threads", "0"},
+		{"--server_port", "1", "--soak_num_threads", "3"}, // 10 iterations are not shared evenly
+		{"--server_port", "1", "--soak_max_failures", "-1"},
+		{"--server_port", "1", "--soak_per_iteration_max_acceptable_latency_ms", "-1"},
+		{"--server_port", "1", "--soak_overall_timeout_seconds", "-1"},
+		{"--server_port", "1", "--soak_min_time_ms_between_rpcs", "-1"},
+		{"--server_port", "1", "--soak_iterations", "ten"},
 		{"--server_port", "1", "--no_such_flag"},
 		{"--server_port", "1", "extra"},
 	} {
