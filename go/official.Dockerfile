@@ -1,7 +1,11 @@
 # The "go-official" image: grpc-go's own interop server and client, the
 # reference peers of the matrix, built from the Go module proxy at the grpc-go
 # version go/go.mod pins (scripts/go-official.sh does the same natively).
-# Static, on a scratch runtime.
+#
+# Unlike the other images, the runtime keeps a shell (it is the Go image
+# itself): the official binaries speak no readiness or result lines, so
+# compose checks the server's port with bash and plays the client case by
+# case with a small sh loop (docker-compose.yml).
 #
 # Build context: the repository root.
 #   docker build -f go/official.Dockerfile -t polyglot-grpc-interop/go-official:latest .
@@ -24,10 +28,13 @@ RUN version="$(sed -n 's/^[[:space:]]*google\.golang\.org\/grpc[[:space:]]\+\(v[
     && mv /tmp/bin/client /out/usr/local/bin/official-client \
     && mv /tmp/bin/server /out/usr/local/bin/official-server
 
-FROM scratch
+FROM ${GO_IMAGE}
 # The project's test certificate, which the server serves with TLS in a container.
 COPY testdata/tls /app/testdata/tls
 COPY --from=build /out /
 WORKDIR /app
 EXPOSE 8080
+# Healthy once it accepts connections: it serves no grpc.health.v1.
+HEALTHCHECK --interval=2s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
 CMD ["/usr/local/bin/official-server", "--port=8080"]

@@ -107,7 +107,7 @@ if $build; then
     die "building the images failed or took longer than ${build_timeout}s"
   fi
 else
-  for image in rust go python; do
+  for image in rust go python go-official; do
     docker image inspect "polyglot-grpc-interop/$image:latest" >/dev/null 2>&1 ||
       die "--no-build: image polyglot-grpc-interop/$image:latest does not exist"
   done

@@ -169,7 +169,7 @@ impl SoakArgs {
     fn soak(&self) -> Result<crate::manifest::Soak, UsageError> {
         if self.soak_iterations == 0
             || self.soak_num_threads == 0
-            || self.soak_iterations % self.soak_num_threads != 0
+            || !self.soak_iterations.is_multiple_of(self.soak_num_threads)
         {
             return Err(UsageError(anyhow::anyhow!(
                 "--soak-iterations must be a positive multiple of --soak-num-threads (at least 1)"

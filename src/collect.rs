@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Exit;
-use crate::judge::judge;
-use crate::manifest::Implementation;
+use crate::judge::{judge, judge_exit};
+use crate::manifest::{Implementation, Results};
 use crate::model::{CellResult, Event, Outcome};
 use crate::protocol::{self, Line, Reported, ResultLine};
 use crate::runner::{self, Options, Sink, Summary};
@@ -122,6 +122,15 @@ pub async fn collect(
         .iter()
         .map(|i| (i.name.as_str(), i.source.as_path()))
         .collect();
+    let reports_by_exit_status: std::collections::BTreeSet<&str> = impls
+        .iter()
+        .filter(|i| {
+            i.client
+                .as_ref()
+                .is_some_and(|c| c.results == Results::ExitStatus)
+        })
+        .map(|i| i.name.as_str())
+        .collect();
     let mut pairings: Vec<(String, String)> = plan
         .cells
         .iter()
@@ -177,14 +186,26 @@ pub async fn collect(
             .copied()
             .unwrap_or(Path::new("?"));
         let state = states.get(&(client.clone(), server.clone()));
+        let by_exit_status = reports_by_exit_status.contains(client.as_str());
         let mut results: Vec<CellResult> = cells
             .iter()
-            .map(
-                |cell| match state.and_then(|s| s.results.get(cell.id.case.name())) {
+            .map(|cell| {
+                let line = state.and_then(|s| s.results.get(cell.id.case.name()));
+                match line {
+                    // Its adapter wrote what the exit status of the case was.
+                    Some(line) if by_exit_status => {
+                        let failed = i64::from(line.outcome != Reported::Passed);
+                        judge_exit(
+                            cell,
+                            Some(Exit::Code(line.exit_status.unwrap_or(failed))),
+                            &["(its output is in its container's log)".to_string()],
+                            Duration::ZERO,
+                        )
+                    }
                     Some(line) => judge(cell, line, manifest, Duration::ZERO),
                     None => missing(cell, state, &file, timeout),
-                },
-            )
+                }
+            })
             .collect();
         if let Some(state) = state.filter(|s| s.done.is_some()) {
             // `None`: not checked (no exit statuses); `Some(None)`: the file

@@ -258,6 +258,7 @@ mod tests {
             checks: Some(checks.iter().map(|(n, s)| (n.to_string(), *s)).collect()),
             not_checked: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            exit_status: None,
         }
     }
 

@@ -78,6 +78,10 @@ pub struct ResultLine {
     /// Numbers the case measured (the soak cases' latency percentiles).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// For a client that reports by its exit status, played by an adapter
+    /// (the compose loop of the official client): the exit status of the case.
+    #[serde(default)]
+    pub exit_status: Option<i64>,
 }
 
 impl ResultLine {

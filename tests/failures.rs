@@ -292,7 +292,11 @@ fn bad_input_is_a_clear_error_with_exit_status_2() {
         ),
         (
             vec!["run", "--client", "java"],
-            "choose from: go, python, rust",
+            "choose from: go-official, go, python, rust",
+        ),
+        (
+            vec!["run", "--soak-iterations", "0"],
+            "--soak-iterations must be a positive multiple",
         ),
         (vec!["run", "--shard", "3/2"], "bad --shard"),
         (vec!["run", "--jobs", "0"], "--jobs must be at least 1"),
@@ -324,6 +328,8 @@ fn list_shows_implementations_cases_and_unsupported() {
     for want in [
         "go ",
         "grpc-go 1.85.0",
+        "go-official ",
+        "grpc-go interop binaries 1.85.0",
         "python ",
         "grpcio 1.85.1",
         "rust ",
@@ -335,9 +341,9 @@ fn list_shows_implementations_cases_and_unsupported() {
     }
     assert_eq!(
         text.lines()
-            .filter(|l| l.ends_with(" interop") || l.ends_with(" greeter"))
+            .filter(|l| l.ends_with(" interop") || l.ends_with(" greeter") || l.ends_with(" soak"))
             .count(),
-        22
+        24
     );
 }
 

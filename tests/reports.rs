@@ -118,18 +118,20 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
         Box::new(Html::new(html_path.clone())),
     ];
     // Passes, partial passes (the Python client's compression flags),
-    // unsupported cells and known failures, races among them.
+    // unsupported cells and known failures, races among them, and a soak.
     let selection = Selection {
+        clients: Some("go,python,rust".into()),
+        servers: Some("go,python,rust".into()),
         cases: Some(
             "greeter_*,large_unary,client_compressed_streaming,status_code_and_message,\
-             server_compressed_unary,timeout_on_sleeping_server"
+             server_compressed_unary,timeout_on_sleeping_server,rpc_soak"
                 .into(),
         ),
         ..Default::default()
     };
     let summary = run_native(&impls(), selection, prebuilt(), false, reporters).await;
     let cells = summary.results.len();
-    assert_eq!(cells, 9 * 9);
+    assert_eq!(cells, 9 * 10);
     assert!(summary.ok(), "{}", describe_problems(&summary.results));
 
     // JSON: the documented schema, one entry per cell.
@@ -197,6 +199,18 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
         .count();
     assert_eq!(json["totals"]["known_failures"], known);
     assert_eq!(json["totals"]["races"], 3);
+    // Every soak cell has its iterations and latency percentiles.
+    let soaks: Vec<&serde_json::Value> = json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["case"] == "rpc_soak")
+        .collect();
+    assert_eq!(soaks.len(), 9);
+    for cell in soaks {
+        assert_eq!(cell["metrics"]["iterations"], 10.0, "{cell}");
+        assert!(cell["metrics"]["latency_ms_p99"].is_f64(), "{cell}");
+    }
 
     // JUnit: a well-formed document with one testcase per cell.
     let xml = std::fs::read_to_string(&junit_path).unwrap();
@@ -258,6 +272,13 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
         text.contains("races (either outcome accepted, known-failures.toml):"),
         "{text}"
     );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("/rpc_soak ✓: 10 iterations, 0 failed; p50 "))
+            .count(),
+        9,
+        "{text}"
+    );
 
     // HTML, as the browser renders it.
     let profile = dir.path().join("chromium-profile");
@@ -278,9 +299,10 @@ async fn terminal_json_junit_and_html_agree_and_the_page_renders() {
     );
     assert_eq!(
         dom.matches("class=\"case\"").count(),
-        9,
+        10,
         "one grid per case"
     );
+    assert!(dom.contains("id=\"soak\""), "the soak latencies are listed");
     assert_eq!(
         dom.matches("class=\"cell passed_partial").count(),
         from_json(Outcome::PassedPartial),
@@ -377,7 +399,11 @@ fn shards_of_real_runs_add_up_to_the_full_matrix_without_overlap() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), total, "shards overlap");
-    assert_eq!(total, 198, "the shards together are the whole matrix");
+    assert_eq!(
+        total,
+        4 * 4 * 24,
+        "the shards together are the whole matrix"
+    );
     assert!(passed >= 170, "{passed}");
     assert_no_leftovers();
 }

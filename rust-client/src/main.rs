@@ -81,7 +81,7 @@ struct Setup {
 
 fn setup(args: &Args) -> anyhow::Result<Setup> {
     let cases = Case::parse_list(&args.test_case).map_err(anyhow::Error::msg)?;
-    if args.soak_iterations % args.soak_num_threads != 0 {
+    if !args.soak_iterations.is_multiple_of(args.soak_num_threads) {
         anyhow::bail!("--soak_iterations must be a multiple of --soak_num_threads");
     }
     let tls = if args.use_tls {

@@ -8,7 +8,7 @@ use crate::cases::{Case, CaseGroup};
 use crate::model::{CellResult, Event, Finished, Outcome, Reporter, RunInfo, Totals};
 
 /// Width of one pairing column of the case grid.
-const COL: usize = 10;
+const COL: usize = 12;
 /// Width of the case-name column.
 const NAME_COL: usize = 32;
 
