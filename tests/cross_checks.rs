@@ -361,3 +361,107 @@ async fn known_failures_absorb_only_the_outcome_they_name() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reports_by_exit_status_plays_one_case_per_process() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Passes large_unary, fails empty_unary with a last line of output, hangs on ping_pong.
+    let script = dir.path().join("official.sh");
+    std::fs::write(
+        &script,
+        "case \"$1\" in\n  large_unary) echo ok; exit 0 ;;\n  empty_unary) echo 'Unsupported test case' >&2; exit 1 ;;\n  *) exec sleep 300 ;;\nesac\n",
+    )
+    .unwrap();
+    let client = Implementation::parse(
+        &format!(
+            "name = \"official\"\nlibrary = \"sh\"\nversion = \"0\"\n[client]\n\
+             command = [\"sh\", \"{}\", \"{{cases}}\", \"{{host}}\", \"{{port}}\"]\nresults = \"exit_status\"\n",
+            script.display()
+        ),
+        Path::new("official.toml"),
+    )
+    .unwrap();
+    let opts = Options {
+        case_timeout: Duration::from_secs(1),
+        client_startup: Duration::from_secs(1),
+        ..prebuilt()
+    };
+    let summary = play(
+        client,
+        "large_unary,empty_unary,ping_pong",
+        KnownFailures::default(),
+        opts,
+    )
+    .await;
+    let got: Vec<(Case, Outcome)> = summary
+        .results
+        .iter()
+        .map(|r| (r.id.case, r.outcome))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Case::EmptyUnary, Outcome::Failed),
+            (Case::LargeUnary, Outcome::Passed),
+            (Case::PingPong, Outcome::TimedOut),
+        ]
+    );
+    assert_eq!(
+        summary.results[0].message,
+        "client official ended with exit status 1; its last output: Unsupported test case"
+    );
+    assert!(
+        summary
+            .results
+            .iter()
+            .all(|r| r.reported_by == Some("exit_status"))
+    );
+    assert_eq!(summary.results[1].checks, None, "its checks are its own");
+    assert_eq!(
+        summary.results[2].message,
+        "no exit within 2.0 s (start-up included)"
+    );
+    assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_accepts_on_its_port_is_a_setup_error() {
+    let _serial = serial();
+    let server = Implementation::parse(
+        "name = \"deaf\"\nlibrary = \"sh\"\nversion = \"0\"\n[server]\n\
+         command = [\"sh\", \"-c\", \"exec sleep 300\", \"{port}\"]\nready = \"tcp\"\n",
+        Path::new("deaf.toml"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = scripted(dir.path(), &[READY.to_string(), done(0)], 0, "");
+    let impls = vec![client, server];
+    let plan = Plan::new(&impls, &Selection::default()).unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(Native::new(
+        &root(),
+        grpc_interop::backend::Settings {
+            ready_timeout: Duration::from_secs(1),
+            ..settings(false)
+        },
+    ));
+    let sink = Arc::new(Sink::new(vec![], KnownFailures::default()));
+    let summary = runner::run(
+        backend,
+        &impls,
+        &plan,
+        &prebuilt(),
+        sink,
+        CancellationToken::new(),
+    )
+    .await;
+    let cell = &summary.results[0];
+    assert_eq!(cell.outcome, Outcome::SetupError);
+    assert!(
+        cell.message.contains("accepted no connection on port")
+            && cell.message.contains("within 1s"),
+        "{}",
+        cell.message
+    );
+    assert_no_leftovers();
+}
