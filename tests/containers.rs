@@ -138,7 +138,7 @@ async fn docker_backend_plays_the_same_matrix_as_native_and_cleans_up() {
     )
     .await;
 
-    assert_eq!(summary.results.len(), 198);
+    assert_eq!(summary.results.len(), 4 * 4 * 24);
     let problems = describe_problems(&summary.results);
     assert!(
         problems.is_empty(),
