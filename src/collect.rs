@@ -195,10 +195,15 @@ pub async fn collect(
                     // Its adapter wrote what the exit status of the case was.
                     Some(line) if by_exit_status => {
                         let failed = i64::from(line.outcome != Reported::Passed);
+                        let output = if line.message.is_empty() {
+                            "(its output is in its container's log)".to_string()
+                        } else {
+                            line.message.clone()
+                        };
                         judge_exit(
                             cell,
                             Some(Exit::Code(line.exit_status.unwrap_or(failed))),
-                            &["(its output is in its container's log)".to_string()],
+                            &[output],
                             Duration::ZERO,
                         )
                     }
