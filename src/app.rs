@@ -549,7 +549,11 @@ pub async fn mutants(
                 .as_ref()
                 .is_some_and(|c| c.results == crate::manifest::Results::ExitStatus)
         };
-        for i in impls.iter().filter(|i| i.client.is_some()).filter(by_exit_status) {
+        for i in impls
+            .iter()
+            .filter(|i| i.client.is_some())
+            .filter(by_exit_status)
+        {
             eprintln!(
                 "interop mutants: client {} sits out: it reports by its exit status, which cannot name the check that caught a lie",
                 i.name
