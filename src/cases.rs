@@ -13,11 +13,31 @@ pub enum CaseGroup {
     Interop,
     /// The official soak cases: many `large_unary` calls in a row.
     Soak,
+    /// The official negative HTTP/2 cases, against the bad server.
+    Http2Negative,
+    /// Broken answers (HTTP statuses, trailers, framing), against the bad server.
+    Wire,
+    /// TLS and mutual-TLS refusals, against a server requiring client certificates.
+    Tls,
+    /// Bad input fed to a server by the bad client.
+    BadInput,
 }
 
 impl CaseGroup {
     /// Every group, in report order.
-    pub const ALL: [CaseGroup; 3] = [CaseGroup::Greeter, CaseGroup::Interop, CaseGroup::Soak];
+    pub const ALL: [CaseGroup; 7] = [
+        CaseGroup::Greeter,
+        CaseGroup::Interop,
+        CaseGroup::Soak,
+        CaseGroup::Http2Negative,
+        CaseGroup::Wire,
+        CaseGroup::Tls,
+        CaseGroup::BadInput,
+    ];
+
+    /// The groups every server serves and every client plays: the ones of
+    /// `--test_case all`, and of a manifest role that names none.
+    pub const DEFAULT: [CaseGroup; 3] = [CaseGroup::Greeter, CaseGroup::Interop, CaseGroup::Soak];
 
     /// Name used in reports.
     pub fn name(self) -> &'static str {
@@ -25,7 +45,16 @@ impl CaseGroup {
             CaseGroup::Greeter => "greeter",
             CaseGroup::Interop => "interop",
             CaseGroup::Soak => "soak",
+            CaseGroup::Http2Negative => "http2_negative",
+            CaseGroup::Wire => "wire",
+            CaseGroup::Tls => "tls",
+            CaseGroup::BadInput => "bad_input",
         }
+    }
+
+    /// The group named `name`.
+    pub fn from_name(name: &str) -> Option<CaseGroup> {
+        CaseGroup::ALL.into_iter().find(|g| g.name() == name)
     }
 }
 
@@ -59,12 +88,88 @@ pub enum Case {
     ServerCompressedStreaming,
     RpcSoak,
     ChannelSoak,
+    // http2_negative
+    Goaway,
+    RstAfterHeader,
+    RstDuringData,
+    RstAfterData,
+    Ping,
+    MaxStreams,
+    DataFramePadding,
+    NoDfPaddingSanityTest,
+    // wire
+    #[strum(serialize = "http_400")]
+    Http400,
+    #[strum(serialize = "http_401")]
+    Http401,
+    #[strum(serialize = "http_403")]
+    Http403,
+    #[strum(serialize = "http_404")]
+    Http404,
+    #[strum(serialize = "http_429")]
+    Http429,
+    #[strum(serialize = "http_502")]
+    Http502,
+    #[strum(serialize = "http_503")]
+    Http503,
+    #[strum(serialize = "http_504")]
+    Http504,
+    MissingGrpcStatus,
+    NonGrpcContentType,
+    UnparsableGrpcStatus,
+    TruncatedMessage,
+    InvalidProtobuf,
+    ResponseTooLarge,
+    CompressedWithoutEncoding,
+    UnknownResponseEncoding,
+    TwoResponses,
+    NoResponse,
+    ConnectionDropped,
+    SilentServer,
+    // tls
+    MtlsAccepted,
+    TlsUntrustedServer,
+    TlsWrongName,
+    MtlsNoClientCert,
+    MtlsOtherCaClient,
+    // bad_input
+    OversizedRequest,
+    ContentTypeTextPlain,
+    ContentTypeMissing,
+    UnknownRequestEncoding,
+    TruncatedRequestMessage,
+    InvalidRequestProtobuf,
+    UnknownService,
+    UnknownMethod,
+    RequestCompressedWithoutEncoding,
+    InvalidGrpcTimeout,
+    GrpcTimeoutTooManyDigits,
+    GrpcTimeoutOverflow,
+    #[strum(serialize = "metadata_64k")]
+    Metadata64k,
+    #[strum(serialize = "metadata_1m")]
+    Metadata1m,
+    #[strum(serialize = "streams_500")]
+    Streams500,
+    #[strum(serialize = "held_streams_64")]
+    HeldStreams64,
+    #[strum(serialize = "unfinished_prefaces_200")]
+    UnfinishedPrefaces200,
+    TruncatedFrame,
 }
 
 impl Case {
     /// Every case, in catalogue order.
     pub fn all() -> Vec<Case> {
         Case::iter().collect()
+    }
+
+    /// The cases of `--test_case all`: those of the default groups, which
+    /// every server serves.
+    pub fn default_cases() -> Vec<Case> {
+        Case::iter()
+            .filter(|c| CaseGroup::DEFAULT.contains(&c.group()))
+            .collect()
     }
 
     /// The spec's snake_case name.
@@ -80,6 +185,57 @@ impl Case {
             | Case::GreeterClientStreaming
             | Case::GreeterBidiStreaming => CaseGroup::Greeter,
             Case::RpcSoak | Case::ChannelSoak => CaseGroup::Soak,
+            Case::Goaway
+            | Case::RstAfterHeader
+            | Case::RstDuringData
+            | Case::RstAfterData
+            | Case::Ping
+            | Case::MaxStreams
+            | Case::DataFramePadding
+            | Case::NoDfPaddingSanityTest => CaseGroup::Http2Negative,
+            Case::Http400
+            | Case::Http401
+            | Case::Http403
+            | Case::Http404
+            | Case::Http429
+            | Case::Http502
+            | Case::Http503
+            | Case::Http504
+            | Case::MissingGrpcStatus
+            | Case::NonGrpcContentType
+            | Case::UnparsableGrpcStatus
+            | Case::TruncatedMessage
+            | Case::InvalidProtobuf
+            | Case::ResponseTooLarge
+            | Case::CompressedWithoutEncoding
+            | Case::UnknownResponseEncoding
+            | Case::TwoResponses
+            | Case::NoResponse
+            | Case::ConnectionDropped
+            | Case::SilentServer => CaseGroup::Wire,
+            Case::MtlsAccepted
+            | Case::TlsUntrustedServer
+            | Case::TlsWrongName
+            | Case::MtlsNoClientCert
+            | Case::MtlsOtherCaClient => CaseGroup::Tls,
+            Case::OversizedRequest
+            | Case::ContentTypeTextPlain
+            | Case::ContentTypeMissing
+            | Case::UnknownRequestEncoding
+            | Case::TruncatedRequestMessage
+            | Case::InvalidRequestProtobuf
+            | Case::UnknownService
+            | Case::UnknownMethod
+            | Case::RequestCompressedWithoutEncoding
+            | Case::InvalidGrpcTimeout
+            | Case::GrpcTimeoutTooManyDigits
+            | Case::GrpcTimeoutOverflow
+            | Case::Metadata64k
+            | Case::Metadata1m
+            | Case::Streams500
+            | Case::HeldStreams64
+            | Case::UnfinishedPrefaces200
+            | Case::TruncatedFrame => CaseGroup::BadInput,
             _ => CaseGroup::Interop,
         }
     }
@@ -176,13 +332,31 @@ impl Case {
                 "response_compressed",
             ],
             Case::RpcSoak | Case::ChannelSoak => &["completed", "failures"],
+            Case::Goaway => &[
+                "first.status",
+                "first.payload_size",
+                "second.status",
+                "second.payload_size",
+            ],
+            Case::RstAfterHeader | Case::RstDuringData | Case::RstAfterData => &["not_ok"],
+            Case::Ping => &["status", "payload_size"],
+            Case::MaxStreams => &["status", "payload_size", "payload_type"],
+            Case::DataFramePadding | Case::NoDfPaddingSanityTest => {
+                &["status", "payload_size", "payload_body"]
+            }
+            Case::MtlsAccepted => &["status"],
+            _ => match self.group() {
+                CaseGroup::Wire | CaseGroup::Tls => &["status_code"],
+                CaseGroup::BadInput => &["answer", "alive"],
+                _ => &[],
+            },
         }
     }
 
     /// Parses a `--test_case` value: one name, a comma list, or `all`.
     pub fn parse_list(text: &str) -> Result<Vec<Case>, String> {
         if text.trim() == "all" {
-            return Ok(Case::all());
+            return Ok(Case::default_cases());
         }
         let mut cases = Vec::new();
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -223,10 +397,14 @@ mod tests {
             assert!(
                 case.name()
                     .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '_')
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             );
+            assert!(!case.checks().is_empty(), "{case}");
         }
-        assert_eq!(Case::all().len(), 24);
+        assert_eq!(Case::default_cases().len(), 24);
+        assert_eq!(Case::Http404.name(), "http_404");
+        assert_eq!(Case::Metadata64k.name(), "metadata_64k");
+        assert_eq!(Case::NoDfPaddingSanityTest.name(), "no_df_padding_sanity_test");
         assert_eq!(Case::LargeUnary.name(), "large_unary");
         assert_eq!(Case::GreeterBidiStreaming.name(), "greeter_bidi_streaming");
     }
@@ -234,6 +412,10 @@ mod tests {
     #[test]
     fn parse_list_accepts_all_lists_and_rejects_unknown() {
         assert_eq!(Case::parse_list("all").unwrap().len(), 24);
+        assert_eq!(
+            Case::parse_list("goaway,http_503").unwrap(),
+            vec![Case::Goaway, Case::Http503]
+        );
         assert_eq!(
             Case::parse_list("ping_pong, empty_unary,ping_pong").unwrap(),
             vec![Case::PingPong, Case::EmptyUnary]
@@ -282,5 +464,12 @@ mod tests {
             .filter(|c| c.group() == CaseGroup::Greeter)
             .count();
         assert_eq!(greeter, 4);
+        let count = |g| Case::all().into_iter().filter(|c| c.group() == g).count();
+        assert_eq!(count(CaseGroup::Http2Negative), 8);
+        assert!(count(CaseGroup::Wire) >= 12);
+        assert!(count(CaseGroup::BadInput) >= 12);
+        for g in CaseGroup::ALL {
+            assert_eq!(CaseGroup::from_name(g.name()), Some(g));
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cases::Case;
+use crate::cases::{Case, CaseGroup};
 
 /// Errors of loading and validating manifests. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,32 @@ pub struct Role {
     /// the `{soak_*}` placeholders).
     #[serde(default)]
     pub soak: Vec<String>,
+    /// Extra arguments for mutual TLS, appended after `tls`: a server's
+    /// make it require client certificates, a client's make it present one.
+    #[serde(default)]
+    pub mtls: Option<Vec<String>>,
+    /// The case groups this side plays (default: greeter, interop, soak).
+    /// A cell is planned only when both sides play its case's group.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+}
+
+impl Role {
+    /// The groups this side plays.
+    pub fn groups(&self) -> Vec<CaseGroup> {
+        match &self.groups {
+            None => CaseGroup::DEFAULT.to_vec(),
+            Some(names) => names
+                .iter()
+                .filter_map(|n| CaseGroup::from_name(n))
+                .collect(),
+        }
+    }
+
+    /// True when this side plays `case`.
+    pub fn plays(&self, case: Case) -> bool {
+        self.groups().contains(&case.group())
+    }
 }
 
 /// How the runner knows a server is ready.
@@ -192,6 +218,14 @@ impl Implementation {
                     )));
                 }
             }
+            for name in role.groups.iter().flatten() {
+                if CaseGroup::from_name(name).is_none() {
+                    return Err(invalid(format!(
+                        "[{side}] groups: unknown group {name:?} (known: {})",
+                        CaseGroup::ALL.map(CaseGroup::name).join(", ")
+                    )));
+                }
+            }
             for (case, reason) in &role.unsupported {
                 if reason.trim().is_empty() {
                     return Err(invalid(format!(
@@ -215,7 +249,13 @@ impl Implementation {
             if let Some(what) = misplaced {
                 return Err(invalid(format!("[{side}]: {what}")));
             }
-            for template in role.tls.iter().chain(&role.soak).chain(&role.tls_ca) {
+            for template in role
+                .tls
+                .iter()
+                .chain(&role.soak)
+                .chain(&role.tls_ca)
+                .chain(role.mtls.iter().flatten())
+            {
                 check_template(std::slice::from_ref(template), &[])
                     .map_err(|m| invalid(format!("[{side}]: {m}")))?;
             }
