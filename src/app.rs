@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::docker::Docker;
 use crate::backend::native::Native;
-use crate::backend::{Backend, Settings};
+use crate::backend::{Backend, Settings, Transport};
+use crate::baselines::Baselines;
 use crate::cases::Case;
 use crate::manifest::{self, Implementation};
 use crate::model::Reporter;
@@ -48,6 +49,10 @@ pub enum Command {
     /// Prove that every check can fail: every client against a lying server
     /// that breaks one checked property at a time; prints the catch table.
     Mutants(Box<MutantsArgs>),
+    /// HTTP/2 conformance of every server with h2spec, against the
+    /// baselines in h2spec/: a test the baseline says passes that fails now
+    /// is a regression.
+    H2spec(Box<H2specArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +119,10 @@ pub struct RunArgs {
     /// Use TLS between clients and servers (test certificates in testdata/tls).
     #[arg(long)]
     pub tls: bool,
+    /// Use mutual TLS: servers require and verify client certificates, and
+    /// every client presents one (implies TLS).
+    #[arg(long, conflicts_with = "tls")]
+    pub mtls: bool,
     /// Pairings played at the same time.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
@@ -299,9 +308,20 @@ pub struct Selected {
 
 /// Resolves the selection; every error here is a usage error.
 pub fn select(args: &ReportArgs) -> Result<Selected, UsageError> {
+    select_where(args, |_| true)
+}
+
+/// As [`select`], with only the implementations `keep` accepts.
+pub fn select_where(
+    args: &ReportArgs,
+    keep: impl Fn(&Implementation) -> bool,
+) -> Result<Selected, UsageError> {
     let inner = || -> anyhow::Result<Selected> {
         let root = find_root(args.common.root.as_deref())?;
-        let impls = load_impls(&args.common, &root)?;
+        let impls: Vec<Implementation> = load_impls(&args.common, &root)?
+            .into_iter()
+            .filter(|i| keep(i))
+            .collect();
         let selection = Selection {
             clients: args.client.clone(),
             servers: args.server.clone(),
@@ -339,16 +359,24 @@ fn seconds(flag: &str, v: f64) -> Result<Duration, UsageError> {
 
 /// Resolves `run` arguments into a plan and settings; errors are usage errors.
 pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
+    // The docker backend plays what has an image; the fixtures (the bad
+    // server and the bad client) run natively only.
+    let docker = args.backend == BackendKind::Docker;
     let Selected {
         root,
         impls,
         plan,
         known,
-    } = select(&args.report)?;
+    } = select_where(&args.report, |i| !docker || i.docker.is_some())?;
     if args.jobs == 0 {
         return Err(UsageError(anyhow::anyhow!("--jobs must be at least 1")));
     }
     let soak = args.soak.soak()?;
+    let transport = match (args.tls, args.mtls) {
+        (_, true) => Transport::Mtls,
+        (true, false) => Transport::Tls,
+        (false, false) => Transport::Plain,
+    };
     let case_timeout = seconds("case-timeout", args.case_timeout)?;
     // A soak case may take its overall timeout plus one more iteration.
     let soak_case_timeout = case_timeout.max(
@@ -364,10 +392,12 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
         process_per_case: args.process_per_case,
         skip_build: args.no_build,
         shard: args.report.shard.map(|s| s.to_string()),
-        tls: args.tls,
+        transport,
+        baselines: Baselines::load(&root.join(crate::baselines::FILE))
+            .map_err(|e| UsageError(e.into()))?,
     };
     let settings = Settings {
-        tls: args.tls,
+        transport,
         ready_timeout: seconds("ready-timeout", args.ready_timeout)?,
         // A cold cargo build of tonic on two cores takes minutes; this only
         // catches a build that hangs.
@@ -615,4 +645,105 @@ pub async fn mutants(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(table)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct H2specArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Servers: comma-separated globs (of the servers that serve
+    /// grpc.testing.TestService).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Also write every test's result, with the details, as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Rewrite the baselines of the servers played from this run's results.
+    #[arg(long)]
+    pub update_baseline: bool,
+    /// Folder of the baselines (default: <root>/h2spec).
+    #[arg(long)]
+    pub baseline_dir: Option<PathBuf>,
+    /// Whole seconds h2spec waits for each expected answer (its --timeout).
+    #[arg(long, default_value_t = 2)]
+    pub test_timeout: u32,
+    /// Seconds all of one server's tests may take; tests not started by then fail.
+    #[arg(long, default_value_t = 300.0)]
+    pub timeout: f64,
+    /// h2spec processes at a time against one server (each plays one test).
+    #[arg(long, default_value_t = 16)]
+    pub jobs: usize,
+    /// Seconds a server may take to announce readiness.
+    #[arg(long, default_value_t = 60.0)]
+    pub ready_timeout: f64,
+    /// Do not build or install; use what is already there.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Stream every child's logs to stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Plays h2spec against the selected servers (see [`crate::h2spec`]),
+/// prints the summary and writes the JSON asked for.
+pub async fn h2spec(
+    args: &H2specArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<crate::h2spec::H2specReport> {
+    let options = || -> anyhow::Result<crate::h2spec::H2specOptions> {
+        let root = find_root(args.common.root.as_deref())?;
+        let impls = load_impls(&args.common, &root)?;
+        let eligible = crate::h2spec::eligible(&impls);
+        let chosen = crate::select::Filter::parse("server", args.server.as_deref())?
+            .select(eligible.iter().map(|i| i.name.as_str()))?;
+        let servers = eligible
+            .into_iter()
+            .filter(|i| chosen.contains(&i.name.as_str()))
+            .cloned()
+            .collect();
+        if args.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        // h2spec takes whole seconds; 0 would time every wait out at once.
+        if !(1..=60).contains(&args.test_timeout) {
+            bail!("--test-timeout must be 1 to 60 seconds");
+        }
+        Ok(crate::h2spec::H2specOptions {
+            baseline_dir: args
+                .baseline_dir
+                .clone()
+                .unwrap_or_else(|| root.join("h2spec")),
+            root,
+            servers,
+            update_baseline: args.update_baseline,
+            skip_build: args.no_build,
+            jobs: args.jobs,
+            test_timeout_secs: args.test_timeout,
+            server_timeout: seconds("timeout", args.timeout)?,
+            settings: Settings {
+                transport: crate::backend::Transport::Plain,
+                ready_timeout: seconds("ready-timeout", args.ready_timeout)?,
+                // A cold cargo build of tonic on two cores takes minutes; this
+                // only catches a build that hangs.
+                build_timeout: Duration::from_secs(40 * 60),
+                stop_grace: Duration::from_secs(2),
+                verbose: args.verbose,
+                soak: crate::manifest::Soak::default(),
+            },
+        })
+    };
+    let options = options().map_err(UsageError)?;
+    let report = crate::h2spec::run(&options, cancel)
+        .await
+        .map_err(|e| match e.is_config() {
+            true => anyhow::Error::from(UsageError(e.into())),
+            false => e.into(),
+        })?;
+    report.render(&mut std::io::stdout())?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        report::write_file(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
 }

@@ -404,7 +404,10 @@ mod tests {
         assert_eq!(Case::default_cases().len(), 24);
         assert_eq!(Case::Http404.name(), "http_404");
         assert_eq!(Case::Metadata64k.name(), "metadata_64k");
-        assert_eq!(Case::NoDfPaddingSanityTest.name(), "no_df_padding_sanity_test");
+        assert_eq!(
+            Case::NoDfPaddingSanityTest.name(),
+            "no_df_padding_sanity_test"
+        );
         assert_eq!(Case::LargeUnary.name(), "large_unary");
         assert_eq!(Case::GreeterBidiStreaming.name(), "greeter_bidi_streaming");
     }

@@ -112,6 +112,7 @@ pub fn judge(
         checks: line.checks.clone(),
         not_checked: line.not_checked.clone(),
         metrics: line.metrics.clone(),
+        observed: line.observed.clone(),
         unsupported: declared.clone(),
         ..CellResult::not_run(planned.id.clone(), Outcome::Failed, "")
     };
@@ -258,6 +259,7 @@ mod tests {
             checks: Some(checks.iter().map(|(n, s)| (n.to_string(), *s)).collect()),
             not_checked: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            observed: BTreeMap::new(),
             exit_status: None,
         }
     }

@@ -10,9 +10,13 @@
 pub mod app;
 #[cfg(feature = "runner")]
 pub mod backend;
+#[cfg(feature = "runner")]
+pub mod baselines;
 pub mod cases;
 #[cfg(feature = "runner")]
 pub mod collect;
+#[cfg(feature = "runner")]
+pub mod h2spec;
 #[cfg(feature = "runner")]
 pub mod judge;
 #[cfg(feature = "runner")]

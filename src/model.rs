@@ -194,6 +194,10 @@ pub struct CellResult {
     /// cases: `iterations`, `failures`, `latency_ms_p50` ... `_max`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// What the case saw that is reported, not checked (the `bad_input`
+    /// cases: the server's `answer`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub observed: BTreeMap<String, String>,
     /// How the client reported: `None` in result lines naming their checks;
     /// `Some("exit_status")` for a client that reports a case by its exit status only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -225,6 +229,7 @@ impl CellResult {
             checks: None,
             not_checked: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            observed: BTreeMap::new(),
             reported_by: None,
             unsupported: None,
             known_failure: None,
@@ -337,6 +342,9 @@ pub fn unsupported_reasons(results: &[CellResult]) -> BTreeMap<(Case, &str), usi
 /// How a report shows the numbers a cell measured: the soak cases'
 /// iterations, failures and latency percentiles; `None` when it has none.
 pub fn metrics_text(r: &CellResult) -> Option<String> {
+    if r.id.case.group() != crate::cases::CaseGroup::Soak {
+        return None;
+    }
     if r.metrics.is_empty() {
         return (r.id.case.group() == crate::cases::CaseGroup::Soak && r.outcome.is_pass()).then(
             || match r.reported_by {
@@ -380,6 +388,34 @@ pub fn metrics_text(r: &CellResult) -> Option<String> {
             .map(|(k, v)| format!("{k} {v}")),
     );
     Some(parts.join("; "))
+}
+
+/// What a `bad_input` cell saw, for reports: the server's answer and its
+/// resident memory before and after the case. `None` for other cells and
+/// for cells that report neither.
+pub fn bad_input_text(r: &CellResult) -> Option<String> {
+    if r.id.case.group() != crate::cases::CaseGroup::BadInput {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let Some(answer) = r.observed.get("answer") {
+        parts.push(format!("answer: {answer}"));
+    }
+    let mib = |kib: f64| kib / 1024.0;
+    match (
+        r.metrics.get("server_rss_before_kib"),
+        r.metrics.get("server_rss_after_kib"),
+    ) {
+        (Some(&before), Some(&after)) => parts.push(format!(
+            "server memory {:.1} → {:.1} MiB ({:+.1})",
+            mib(before),
+            mib(after),
+            mib(after - before)
+        )),
+        _ if !parts.is_empty() => parts.push("server memory not measured".to_string()),
+        _ => {}
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The cells whose known-failure entry is a race.
@@ -495,6 +531,9 @@ pub struct ImplInfo {
 pub struct RunInfo {
     pub backend: String,
     pub tls: bool,
+    /// `plaintext`, `tls` or `mtls`: the run's transport (the `tls` group
+    /// is always played over mTLS, `bad_input` in plaintext).
+    pub transport: String,
     /// `i/n` when sharded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,

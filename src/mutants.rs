@@ -406,7 +406,7 @@ pub async fn run(
 ) -> anyhow::Result<Table> {
     let started = Instant::now();
     let settings = Settings {
-        tls: false,
+        transport: crate::backend::Transport::Plain,
         ready_timeout: Duration::from_secs(60),
         build_timeout: Duration::from_secs(40 * 60),
         stop_grace: Duration::from_secs(2),

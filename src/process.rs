@@ -187,6 +187,11 @@ impl Child {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The child's log tail.
     pub fn logs(&self) -> &LogTail {
         &self.logs

@@ -78,6 +78,9 @@ pub struct ResultLine {
     /// Numbers the case measured (the soak cases' latency percentiles).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// What the case saw that is reported, not checked.
+    #[serde(default)]
+    pub observed: BTreeMap<String, String>,
     /// For a client that reports by its exit status, played by an adapter
     /// (the compose loop of the official client): the exit status of the case.
     #[serde(default)]

@@ -8,12 +8,21 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, ClientHandle, Exit, Next, ServerHandle, tail_text};
+use crate::backend::{
+    Backend, BackendError, ClientHandle, Exit, Next, ServerHandle, Transport, tail_text,
+};
+use crate::baselines::Baselines;
+use crate::cases::CaseGroup;
 use crate::judge::{judge, judge_exit};
 use crate::manifest::{Implementation, Results};
 use crate::model::{CellId, CellResult, Event, ImplInfo, Outcome, Reporter, RunInfo};
 use crate::protocol::{self, Line, Reported};
 use crate::select::{KnownFailures, Plan, PlannedCell};
+
+/// The metrics of a `bad_input` cell: the server's resident memory (KiB)
+/// when its case began and when its result came.
+pub const SERVER_MEMORY_BEFORE: &str = "server_rss_before_kib";
+pub const SERVER_MEMORY_AFTER: &str = "server_rss_after_kib";
 
 /// How many log lines of each process involved are attached to a failure.
 const FAILURE_LOG_LINES: usize = 15;
@@ -36,7 +45,10 @@ pub struct Options {
     pub skip_build: bool,
     /// `i/n` for reports, when sharded.
     pub shard: Option<String>,
-    pub tls: bool,
+    /// The transport of the run (see [`Transport::for_case`]).
+    pub transport: Transport,
+    /// Each bad_input case's answer where the spec is silent, by server.
+    pub baselines: Baselines,
 }
 
 impl Default for Options {
@@ -49,7 +61,8 @@ impl Default for Options {
             process_per_case: false,
             skip_build: false,
             shard: None,
-            tls: false,
+            transport: Transport::Plain,
+            baselines: Baselines::default(),
         }
     }
 }
@@ -165,7 +178,8 @@ pub(crate) fn run_info(
 ) -> RunInfo {
     RunInfo {
         backend: backend.to_string(),
-        tls: opts.tls,
+        tls: opts.transport != Transport::Plain,
+        transport: opts.transport.name().to_string(),
         shard: opts.shard.clone(),
         implementations: impls
             .iter()
@@ -212,13 +226,22 @@ pub async fn run(
     )));
     let by_name: BTreeMap<&str, &Implementation> =
         impls.iter().map(|i| (i.name.as_str(), i)).collect();
-    let pairings = pairings(plan);
+    let pairings = pairings(plan, opts.transport);
     let mut broken = if opts.skip_build {
         BTreeMap::new()
     } else {
         build(&*backend, &by_name, &pairings, &sink, &cancel).await
     };
-    let servers = start_servers(&backend, &by_name, &pairings, &mut broken, &sink, &cancel).await;
+    let servers = start_servers(
+        &backend,
+        &by_name,
+        &pairings,
+        &mut broken,
+        opts.transport,
+        &sink,
+        &cancel,
+    )
+    .await;
     play(
         &backend, &by_name, pairings, &servers, &broken, opts, &sink, &cancel,
     )
@@ -230,12 +253,20 @@ pub async fn run(
     sink.finish_run(plan, started, cancel.is_cancelled(), Vec::new())
 }
 
-/// The planned cells of each client→server pairing, in plan order.
-fn pairings(plan: &Plan) -> BTreeMap<(String, String), Vec<PlannedCell>> {
-    let mut pairings: BTreeMap<(String, String), Vec<PlannedCell>> = BTreeMap::new();
+/// A client, a server and the transport between them.
+type PairingKey = (String, String, Transport);
+
+/// The planned cells of each client→server pairing over each transport, in
+/// plan order.
+fn pairings(plan: &Plan, run: Transport) -> BTreeMap<PairingKey, Vec<PlannedCell>> {
+    let mut pairings: BTreeMap<PairingKey, Vec<PlannedCell>> = BTreeMap::new();
     for cell in &plan.cells {
         pairings
-            .entry((cell.id.client.clone(), cell.id.server.clone()))
+            .entry((
+                cell.id.client.clone(),
+                cell.id.server.clone(),
+                Transport::for_case(cell.id.case, run),
+            ))
             .or_default()
             .push(cell.clone());
     }
@@ -247,13 +278,13 @@ fn pairings(plan: &Plan) -> BTreeMap<(String, String), Vec<PlannedCell>> {
 async fn build(
     backend: &dyn Backend,
     by_name: &BTreeMap<&str, &Implementation>,
-    pairings: &BTreeMap<(String, String), Vec<PlannedCell>>,
+    pairings: &BTreeMap<PairingKey, Vec<PlannedCell>>,
     sink: &Sink,
     cancel: &CancellationToken,
 ) -> BTreeMap<String, String> {
     let needed: BTreeSet<&str> = pairings
         .keys()
-        .flat_map(|(c, s)| [c.as_str(), s.as_str()])
+        .flat_map(|(c, s, _)| [c.as_str(), s.as_str()])
         .collect();
     let mut broken = BTreeMap::new();
     for name in needed {
@@ -276,34 +307,50 @@ async fn build(
     broken
 }
 
-type Servers = BTreeMap<String, Arc<tokio::sync::Mutex<Box<dyn ServerHandle>>>>;
+/// A running server: an implementation over a transport.
+type ServerKey = (String, Transport);
+type Servers = BTreeMap<ServerKey, Arc<tokio::sync::Mutex<Box<dyn ServerHandle>>>>;
 
-/// Starts each server once, all at the same time. Servers that do not
-/// start are added to `broken`.
+/// The name of a server instance in messages: `go`, `go (mtls)`.
+fn instance(name: &str, transport: Transport, run: Transport) -> String {
+    if transport == run {
+        name.to_string()
+    } else {
+        format!("{name} ({})", transport.name())
+    }
+}
+
+/// Starts each server once per transport its cells need, all at the same
+/// time. Servers that do not start make their cells setup errors (in
+/// `broken`, by instance).
 async fn start_servers(
     backend: &Arc<dyn Backend>,
     by_name: &BTreeMap<&str, &Implementation>,
-    pairings: &BTreeMap<(String, String), Vec<PlannedCell>>,
+    pairings: &BTreeMap<PairingKey, Vec<PlannedCell>>,
     broken: &mut BTreeMap<String, String>,
+    run: Transport,
     sink: &Sink,
     cancel: &CancellationToken,
 ) -> Servers {
-    let names: BTreeSet<&str> = pairings.keys().map(|(_, s)| s.as_str()).collect();
+    let keys: BTreeSet<ServerKey> = pairings.keys().map(|(_, s, t)| (s.clone(), *t)).collect();
     let mut servers = Servers::new();
     if cancel.is_cancelled() {
         return servers;
     }
     sink.emit(&Event::Phase(format!(
         "starting servers: {}",
-        names.iter().copied().collect::<Vec<_>>().join(", ")
+        keys.iter()
+            .map(|(n, t)| instance(n, *t, run))
+            .collect::<Vec<_>>()
+            .join(", ")
     )));
     let mut starts = tokio::task::JoinSet::new();
-    for name in names.into_iter().filter(|n| !broken.contains_key(*n)) {
+    for (name, transport) in keys.into_iter().filter(|(n, _)| !broken.contains_key(n)) {
         let backend = backend.clone();
-        let imp = by_name[name].clone();
+        let imp = by_name[name.as_str()].clone();
         starts.spawn(async move {
-            let result = backend.start_server(&imp).await;
-            (imp.name, result)
+            let result = backend.start_server(&imp, transport).await;
+            ((imp.name, transport), result)
         });
     }
     loop {
@@ -313,11 +360,12 @@ async fn start_servers(
         };
         let Some(joined) = joined else { break };
         match joined {
-            Ok((name, Ok(handle))) => {
-                servers.insert(name, Arc::new(tokio::sync::Mutex::new(handle)));
+            Ok((key, Ok(handle))) => {
+                servers.insert(key, Arc::new(tokio::sync::Mutex::new(handle)));
             }
-            Ok((name, Err(e))) => {
-                broken.insert(name.clone(), format!("server {name} did not start: {e}"));
+            Ok(((name, transport), Err(e))) => {
+                let shown = instance(&name, transport, run);
+                broken.insert(shown.clone(), format!("server {shown} did not start: {e}"));
             }
             // A bug in the runner, not in an implementation: keep going, say so.
             Err(e) => eprintln!("interop: internal error starting a server: {e}"),
@@ -331,7 +379,7 @@ async fn start_servers(
 async fn play(
     backend: &Arc<dyn Backend>,
     by_name: &BTreeMap<&str, &Implementation>,
-    pairings: BTreeMap<(String, String), Vec<PlannedCell>>,
+    pairings: BTreeMap<PairingKey, Vec<PlannedCell>>,
     servers: &Servers,
     broken: &BTreeMap<String, String>,
     opts: &Options,
@@ -340,12 +388,14 @@ async fn play(
 ) {
     let semaphore = Arc::new(Semaphore::new(opts.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for ((client, server), cells) in pairings {
-        let setup_error = [&client, &server]
+    for ((client, server, transport), cells) in pairings {
+        let key = (server.clone(), transport);
+        let server_instance = instance(&server, transport, opts.transport);
+        let setup_error = [&client, &server, &server_instance]
             .iter()
             .find_map(|n| broken.get(n.as_str()).cloned())
             .or_else(|| {
-                (!servers.contains_key(&server))
+                (!servers.contains_key(&key))
                     .then(|| "interrupted before the server started".to_string())
             });
         if let Some(message) = setup_error {
@@ -361,8 +411,10 @@ async fn play(
         let pairing = Pairing {
             backend: backend.clone(),
             imp: by_name[client.as_str()].clone(),
-            server_name: server.clone(),
-            server: servers[&server].clone(),
+            server_name: server_instance,
+            server_impl: server.clone(),
+            server: servers[&key].clone(),
+            transport,
             opts: opts.clone(),
             sink: sink.clone(),
             cancel: cancel.clone(),
@@ -387,7 +439,11 @@ async fn play(
 struct Pairing {
     backend: Arc<dyn Backend>,
     imp: Implementation,
+    /// The server instance, as messages name it.
     server_name: String,
+    /// The server's implementation.
+    server_impl: String,
+    transport: Transport,
     server: Arc<tokio::sync::Mutex<Box<dyn ServerHandle>>>,
     opts: Options,
     sink: Arc<Sink>,
@@ -441,7 +497,7 @@ impl Pairing {
             ));
             let cases: Vec<_> = remaining.iter().map(|c| c.id.case).collect();
             let client = tokio::select! {
-                c = self.backend.start_client(&self.imp, &self.server_name, &target, &cases) => c,
+                c = self.backend.start_client(&self.imp, &self.server_impl, &target, &cases, self.transport) => c,
                 () = self.cancel.cancelled() => Err(BackendError::Interrupted),
             };
             match client {
@@ -467,7 +523,7 @@ impl Pairing {
             .emit(&Event::CellsStarted(vec![one[0].id.clone()]));
         let cases = [one[0].id.case];
         let client = tokio::select! {
-            c = self.backend.start_client(&self.imp, &self.server_name, &target, &cases) => c,
+            c = self.backend.start_client(&self.imp, &self.server_impl, &target, &cases, self.transport) => c,
             () = self.cancel.cancelled() => Err(BackendError::Interrupted),
         };
         let mut client = match client {
@@ -567,6 +623,8 @@ impl Pairing {
         let mut deadline = spawned + self.opts.client_startup + self.case_timeout(remaining);
         let mut last = spawned;
         let mut t = Transcript::default();
+        // The server's memory when the current case began (bad_input cells).
+        let mut memory_before = self.server_memory().await;
         while !remaining.is_empty() {
             let next = tokio::select! {
                 n = client.next_line(deadline) => n,
@@ -583,14 +641,28 @@ impl Pairing {
                     Ok(Line::Ready) => {
                         last = now;
                         deadline = now + self.case_timeout(remaining);
+                        memory_before = self.server_memory().await;
                     }
                     Ok(Line::Result(r)) => {
                         t.result_lines += 1;
                         t.reported_failed |= r.outcome == Reported::Failed;
+                        let memory_after = self.server_memory().await;
                         match remaining.iter().position(|c| c.id.case.name() == r.case) {
                             Some(pos) => {
                                 let cell = remaining.remove(pos);
-                                t.results.push(judge(&cell, &r, &self.imp.source, now - last));
+                                let mut result = judge(&cell, &r, &self.imp.source, now - last);
+                                self.opts.baselines.apply(&self.server_impl, &mut result);
+                                if cell.id.case.group() == CaseGroup::BadInput {
+                                    for (key, kib) in [
+                                        (SERVER_MEMORY_BEFORE, memory_before),
+                                        (SERVER_MEMORY_AFTER, memory_after),
+                                    ] {
+                                        if let Some(kib) = kib {
+                                            result.metrics.insert(key.to_string(), kib as f64);
+                                        }
+                                    }
+                                }
+                                t.results.push(result);
                             }
                             None => t.notes.push(format!(
                                 "[runner] a result for case {:?}, which this process was not asked to play or already reported",
@@ -599,6 +671,7 @@ impl Pairing {
                         }
                         last = now;
                         deadline = now + self.case_timeout(remaining);
+                        memory_before = memory_after;
                     }
                     Ok(Line::Done { cases }) => {
                         t.done = Some(cases);
@@ -724,9 +797,7 @@ impl Pairing {
     /// The time the next of `remaining` may take: a soak case has its own.
     fn case_timeout(&self, remaining: &[PlannedCell]) -> Duration {
         match remaining.first() {
-            Some(c) if c.id.case.group() == crate::cases::CaseGroup::Soak => {
-                self.opts.soak_case_timeout
-            }
+            Some(c) if c.id.case.group() == CaseGroup::Soak => self.opts.soak_case_timeout,
             _ => self.opts.case_timeout,
         }
     }
@@ -735,6 +806,11 @@ impl Pairing {
         for r in results {
             self.sink.finish_cell(r);
         }
+    }
+
+    /// The server's resident memory now, where the backend can see it.
+    async fn server_memory(&self) -> Option<u64> {
+        self.server.lock().await.memory_kib()
     }
 
     async fn server_logs(&self) -> Vec<String> {

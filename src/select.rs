@@ -285,7 +285,13 @@ impl Plan {
         let by_name = |n: &str| impls.iter().find(|i| i.name == n);
         let plays = |n: &str, case: Case, client: bool| {
             by_name(n)
-                .and_then(|i| if client { i.client.as_ref() } else { i.server.as_ref() })
+                .and_then(|i| {
+                    if client {
+                        i.client.as_ref()
+                    } else {
+                        i.server.as_ref()
+                    }
+                })
                 .is_some_and(|role| role.plays(case))
         };
         let mut cells = Vec::new();

@@ -36,11 +36,18 @@ type Clients struct {
 	Test          testingpb.TestServiceClient
 	Unimplemented testingpb.UnimplementedServiceClient
 	// Dial makes a new channel with the target, credentials and options of
-	// the one the stubs use: channel_soak makes one per iteration. NewChannel
-	// sets it; nil when the channel's parameters are unknown (NewClients).
+	// the one the stubs use: channel_soak makes one per iteration, and each
+	// http2_negative and wire case one for itself. NewChannel sets it; nil
+	// when the channel's parameters are unknown (NewClients).
 	Dial func() (*grpc.ClientConn, error)
+	// Target is the target of the client's channel ("host:port"), which the
+	// tls cases connect to; NewChannel sets it.
+	Target string
 	// Soak is what the soak flags say; NewClients sets DefaultSoakConfig.
 	Soak SoakConfig
+	// TLS is what the tls cases make their channels from; nil when the
+	// client was not given it (the tls cases then fail, saying so).
+	TLS *TLSCaseConfig
 }
 
 // NewClients makes the stubs of every service the cases call on cc. It
@@ -67,12 +74,28 @@ func InsecureDialOptions() []grpc.DialOption {
 	return append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-// Case is one client case: its contract name, the names of the checks it
-// makes (its row of the "Checks" table of CONTRACT.md) and the function that
-// runs it. Run records every check it makes in ck, under a name of
-// CheckNames; a failed check never stops the next one.
+// Case groups, the names of src/cases.rs (CaseGroup).
+const (
+	GroupGreeter       = "greeter"
+	GroupInterop       = "interop"
+	GroupSoak          = "soak"
+	GroupHTTP2Negative = "http2_negative"
+	GroupWire          = "wire"
+	GroupTLS           = "tls"
+	GroupBadInput      = "bad_input"
+)
+
+// DefaultGroups are the groups of --test_case all: those every server serves.
+var DefaultGroups = []string{GroupGreeter, GroupInterop, GroupSoak}
+
+// Case is one client case: its contract name, its group, the names of the
+// checks it makes (its row of the "Checks" table of CONTRACT.md) and the
+// function that runs it. Run records every check it makes in ck, under a
+// name of CheckNames; a failed check never stops the next one. Run is nil
+// for the bad_input cases, which no client plays (ParseCases refuses them).
 type Case struct {
 	Name       string
+	Group      string
 	CheckNames []string
 	Run        func(ctx context.Context, c *Clients, ck *Checks)
 }
@@ -106,74 +129,112 @@ func prefixed(prefix string, names ...string) []string {
 	return out
 }
 
-// Cases lists every case in the order of the contract's tables; "all" runs
-// them in this order.
-var Cases = []Case{
-	{"greeter_unary", greeterChecks, DoGreeterUnary},
-	{"greeter_server_streaming", greeterStreamChecks, DoGreeterServerStreaming},
-	{"greeter_client_streaming", greeterChecks, DoGreeterClientStreaming},
-	{"greeter_bidi_streaming", greeterStreamChecks, DoGreeterBidiStreaming},
-	{"empty_unary", []string{"status"}, DoEmptyUnary},
-	{"large_unary", concat([]string{"status"}, payloadChecks), DoLargeUnary},
-	{"client_streaming", []string{"status", "aggregated_size"}, DoClientStreaming},
-	{"server_streaming", streamPayloadChecks, DoServerStreaming},
-	{"ping_pong", streamPayloadChecks, DoPingPong},
-	{"empty_stream", []string{"status", "response_count"}, DoEmptyStream},
-	{"custom_metadata", concat(
+// Cases lists every case of the catalogue (src/cases.rs), in its order, so
+// that any of them can be asked for; "all" runs those of DefaultGroups in
+// this order.
+var Cases = slices.Concat(defaultCases, http2NegativeCases, wireCaseList(), tlsCaseList(), badInputCases())
+
+// defaultCases are the cases of DefaultGroups, in the order of the
+// contract's tables.
+var defaultCases = []Case{
+	{"greeter_unary", GroupGreeter, greeterChecks, DoGreeterUnary},
+	{"greeter_server_streaming", GroupGreeter, greeterStreamChecks, DoGreeterServerStreaming},
+	{"greeter_client_streaming", GroupGreeter, greeterChecks, DoGreeterClientStreaming},
+	{"greeter_bidi_streaming", GroupGreeter, greeterStreamChecks, DoGreeterBidiStreaming},
+	{"empty_unary", GroupInterop, []string{"status"}, DoEmptyUnary},
+	{"large_unary", GroupInterop, concat([]string{"status"}, payloadChecks), DoLargeUnary},
+	{"client_streaming", GroupInterop, []string{"status", "aggregated_size"}, DoClientStreaming},
+	{"server_streaming", GroupInterop, streamPayloadChecks, DoServerStreaming},
+	{"ping_pong", GroupInterop, streamPayloadChecks, DoPingPong},
+	{"empty_stream", GroupInterop, []string{"status", "response_count"}, DoEmptyStream},
+	{"custom_metadata", GroupInterop, concat(
 		prefixed("unary.", concat([]string{"status"}, payloadChecks, []string{"echo_initial", "echo_trailing"})...),
 		prefixed("duplex.", concat(streamPayloadChecks, []string{"echo_initial", "echo_trailing"})...),
 	), DoCustomMetadata},
-	{"status_code_and_message", concat(
+	{"status_code_and_message", GroupInterop, concat(
 		prefixed("unary.", "status_code", "status_message"),
 		prefixed("duplex.", "status_code", "status_message"),
 	), DoStatusCodeAndMessage},
-	{"special_status_message", []string{"status_code", "status_message"}, DoSpecialStatusMessage},
-	{"unimplemented_method", []string{"status_code"}, DoUnimplementedMethod},
-	{"unimplemented_service", []string{"status_code"}, DoUnimplementedService},
-	{"cancel_after_begin", []string{"status_code"}, DoCancelAfterBegin},
-	{"cancel_after_first_response", concat([]string{"status"}, payloadChecks, []string{"status_code"}), DoCancelAfterFirstResponse},
-	{"timeout_on_sleeping_server", []string{"status_code"}, DoTimeoutOnSleepingServer},
-	{"client_compressed_unary", concat(
+	{"special_status_message", GroupInterop, []string{"status_code", "status_message"}, DoSpecialStatusMessage},
+	{"unimplemented_method", GroupInterop, []string{"status_code"}, DoUnimplementedMethod},
+	{"unimplemented_service", GroupInterop, []string{"status_code"}, DoUnimplementedService},
+	{"cancel_after_begin", GroupInterop, []string{"status_code"}, DoCancelAfterBegin},
+	{"cancel_after_first_response", GroupInterop, concat([]string{"status"}, payloadChecks, []string{"status_code"}), DoCancelAfterFirstResponse},
+	{"timeout_on_sleeping_server", GroupInterop, []string{"status_code"}, DoTimeoutOnSleepingServer},
+	{"client_compressed_unary", GroupInterop, concat(
 		[]string{"probe.status_code"},
 		prefixed("compressed.", concat([]string{"status"}, payloadChecks, []string{"sent_compressed"})...),
 		prefixed("uncompressed.", concat([]string{"status"}, payloadChecks)...),
 	), DoClientCompressedUnary},
-	{"server_compressed_unary", concat(
+	{"server_compressed_unary", GroupInterop, concat(
 		prefixed("compressed.", concat([]string{"status"}, payloadChecks, []string{"response_compressed"})...),
 		prefixed("uncompressed.", concat([]string{"status"}, payloadChecks, []string{"response_compressed"})...),
 	), DoServerCompressedUnary},
-	{"client_compressed_streaming", []string{"probe.status_code", "stream.status", "stream.aggregated_size", "stream.sent_compressed"}, DoClientCompressedStreaming},
-	{"server_compressed_streaming", concat(streamPayloadChecks, []string{"response_compressed"}), DoServerCompressedStreaming},
-	{"rpc_soak", soakChecks, DoRPCSoak},
-	{"channel_soak", soakChecks, DoChannelSoak},
+	{"client_compressed_streaming", GroupInterop, []string{"probe.status_code", "stream.status", "stream.aggregated_size", "stream.sent_compressed"}, DoClientCompressedStreaming},
+	{"server_compressed_streaming", GroupInterop, concat(streamPayloadChecks, []string{"response_compressed"}), DoServerCompressedStreaming},
+	{"rpc_soak", GroupSoak, soakChecks, DoRPCSoak},
+	{"channel_soak", GroupSoak, soakChecks, DoChannelSoak},
+}
+
+// badInputNames are the cases of the bad_input group, in catalogue order.
+var badInputNames = []string{
+	"oversized_request", "content_type_text_plain", "content_type_missing", "unknown_request_encoding",
+	"truncated_request_message", "invalid_request_protobuf", "unknown_service", "unknown_method",
+	"request_compressed_without_encoding", "invalid_grpc_timeout", "grpc_timeout_too_many_digits",
+	"grpc_timeout_overflow", "metadata_64k", "metadata_1m", "streams_500", "held_streams_64",
+	"unfinished_prefaces_200", "truncated_frame",
+}
+
+// badInputCases are the bad_input cases: the bad client of fixtures/ plays
+// them against servers, no client does. They are named so that the list is
+// the catalogue's, and have no Run: ParseCases refuses them.
+func badInputCases() []Case {
+	out := make([]Case, len(badInputNames))
+	for i, name := range badInputNames {
+		out[i] = Case{Name: name, Group: GroupBadInput, CheckNames: []string{"answer", "alive"}}
+	}
+	return out
 }
 
 // UnsupportedCases maps each case this client cannot express to the reason.
 // implementations/go.toml lists the same cases with the same reasons.
-// It is empty: grpc-go 1.85 can express every case (see
+// It is empty: grpc-go 1.85 can express every client case (see
 // DoClientCompressedStreaming for the one that needed care).
 var UnsupportedCases = map[string]string{}
 
 // ParseCases turns a --test_case value (one name, a comma-separated list,
-// or "all") into the cases to run, in the order given.
+// or "all", the cases of DefaultGroups) into the cases to run, in the order
+// given. An unknown name is an error, and so is a bad_input case: the bad
+// client plays those against servers, a client does not.
 func ParseCases(spec string) ([]Case, error) {
 	byName := make(map[string]Case, len(Cases))
 	for _, c := range Cases {
 		byName[c.Name] = c
 	}
 	var out []Case
+	var serverSide []string
 	for _, name := range strings.Split(spec, ",") {
 		name = strings.TrimSpace(name)
 		switch c, ok := byName[name]; {
 		case name == "all":
-			out = append(out, Cases...)
+			for _, c := range Cases {
+				if slices.Contains(DefaultGroups, c.Group) {
+					out = append(out, c)
+				}
+			}
 		case name == "":
 			return nil, fmt.Errorf("empty test case name in %q", spec)
 		case !ok:
 			return nil, fmt.Errorf("unknown test case %q", name)
+		case c.Group == GroupBadInput:
+			serverSide = append(serverSide, name)
 		default:
 			out = append(out, c)
 		}
+	}
+	if len(serverSide) > 0 {
+		return nil, fmt.Errorf("%s: bad_input case(s), played by the bad client of fixtures/ against servers, not by a client",
+			strings.Join(serverSide, ", "))
 	}
 	return out, nil
 }

@@ -308,7 +308,8 @@ func waitUntil(ctx context.Context, t time.Time) bool {
 
 // NewChannel makes a channel to target with opts and the stubs on it;
 // Clients.Dial makes further channels with the same target and opts (for
-// channel_soak), and Clients.Soak is DefaultSoakConfig.
+// channel_soak and the cases against the bad server), Clients.Target is
+// target, and Clients.Soak is DefaultSoakConfig.
 func NewChannel(target string, opts ...grpc.DialOption) (*grpc.ClientConn, *Clients, error) {
 	opts = slices.Clone(opts)
 	dial := func() (*grpc.ClientConn, error) { return grpc.NewClient(target, opts...) }
@@ -318,5 +319,6 @@ func NewChannel(target string, opts ...grpc.DialOption) (*grpc.ClientConn, *Clie
 	}
 	c := NewClients(cc)
 	c.Dial = dial
+	c.Target = target
 	return cc, c, nil
 }

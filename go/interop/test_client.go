@@ -59,13 +59,29 @@ func newPayload(size int) *testingpb.Payload {
 // checkPayload checks that p has a body of want zero bytes and type
 // COMPRESSABLE: the checks prefix+payload_size, payload_body, payload_type.
 func checkPayload(ck *Checks, prefix, call string, p *testingpb.Payload, want int) {
+	checkPayloadSize(ck, prefix, call, p, want)
+	checkPayloadBody(ck, prefix, call, p)
+	checkPayloadType(ck, prefix, call, p)
+}
+
+// checkPayloadSize checks that p has a body of want bytes (prefix+payload_size).
+func checkPayloadSize(ck *Checks, prefix, call string, p *testingpb.Payload, want int) {
+	got := len(p.GetBody())
+	ck.check(prefix+"payload_size", got == want, "%s payload size = %d, want %d", call, got, want)
+}
+
+// checkPayloadBody checks that p's body is all zero bytes (prefix+payload_body).
+func checkPayloadBody(ck *Checks, prefix, call string, p *testingpb.Payload) {
 	body := p.GetBody()
-	ck.check(prefix+"payload_size", len(body) == want, "%s payload size = %d, want %d", call, len(body), want)
 	if i := slices.IndexFunc(body, func(b byte) bool { return b != 0 }); i >= 0 {
 		ck.fail(prefix+"payload_body", "%s payload has byte 0x%02x at offset %d, want all zero bytes", call, body[i], i)
 	} else {
 		ck.pass(prefix + "payload_body")
 	}
+}
+
+// checkPayloadType checks that p's type is COMPRESSABLE (prefix+payload_type).
+func checkPayloadType(ck *Checks, prefix, call string, p *testingpb.Payload) {
 	typ := p.GetType()
 	ck.check(prefix+"payload_type", typ == testingpb.PayloadType_COMPRESSABLE, "%s payload type = %s, want COMPRESSABLE", call, typ)
 }

@@ -5,19 +5,25 @@ check is recorded under its name in the contract's checks table) and returns
 nothing: a failed check never stops the next one. `run_case` plays the case in
 a worker thread, bounded by the backstop, and turns the recorded checks, an
 unexpected exception or a call grpcio did not end into one result.
+
+The wire cases differ only in the code they want (and silent_server in its
+deadline): they are one function, `wire_case`, registered once per row of
+`WIRE_CASES`.
 """
 
+import functools
 import json
 import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 
 from interop._gen import empty_pb2, helloworld_pb2, helloworld_pb2_grpc, messages_pb2, test_pb2_grpc
+from interop.channels import ClientCert, TlsSettings, tls_channel
 
 # The numbers of the public interop test description.
 LARGE_REQUEST_SIZE = 271828
@@ -40,11 +46,26 @@ GREETER_STREAM_COUNT = 5
 GREETER_NAMES = ("alice", "bob", "carol")
 GREETER_CHAT_NAMES = ("alice", "bob", "carol", "dave")
 
+# The cases against the bad server: the request metadata that tells it how to
+# answer (CONTRACT.md, "Cases against the bad server").
+CASE_METADATA_KEY = "x-interop-case"
+# max_streams: after one call, this many at the same time on the same channel.
+MAX_STREAMS_CONCURRENT = 10
+# tls_wrong_name verifies the server as a name its certificate does not carry
+# (.invalid is reserved, RFC 2606, so it is no one's name).
+WRONG_NAME = "wrong.name.invalid"
+
 # Every RPC has a deadline so that a client never waits forever on a server;
 # 10 s is far above what any case needs on loopback, even on a loaded CI machine.
 RPC_TIMEOUT_S = 10.0
 # timeout_on_sleeping_server wants the deadline to expire while the call is open.
 SLEEPING_SERVER_TIMEOUT_S = 0.001
+# silent_server: the contract's deadline for a server that never answers; short,
+# since the whole case is waiting for it.
+SILENT_SERVER_TIMEOUT_S = 1.0
+# goaway: the contract's pause between the two calls, long enough for the
+# client to have read the GOAWAY that followed the first call.
+GOAWAY_PAUSE_S = 1.0
 # The backstop: a case whose calls grpcio has not ended this long after their
 # deadlines fails, and the client goes on with the next case. Read at each
 # run_case, like RPC_TIMEOUT_S, so a test can shorten both.
@@ -157,15 +178,30 @@ class Checks:
             return self.check(name, True)
         return self.check(name, False, f"{what} = {show(got)}, want {show(want)}")
 
-    def payload(self, prefix: str, what: str, payload: messages_pb2.Payload, size: int) -> None:
-        """Checks `<prefix>payload_size`, `_body` and `_type`: `size` zero bytes of type COMPRESSABLE."""
+    def payload(
+        self,
+        prefix: str,
+        what: str,
+        payload: messages_pb2.Payload,
+        size: int,
+        parts: tuple[str, ...] = ("size", "body", "type"),
+    ) -> None:
+        """Checks `<prefix>payload_size`, `_body` and `_type`: `size` zero bytes of
+        type COMPRESSABLE; only those of `parts` when a case's row has fewer."""
         body = payload.body
-        self.equal(prefix + "payload_size", f"{what} payload size", len(body), size)
-        nonzero = len(body) - body.count(0)
-        self.check(
-            prefix + "payload_body", nonzero == 0, f"{what} payload body has {nonzero} non-zero bytes, want all zero"
-        )
-        self.equal(prefix + "payload_type", f"{what} payload type", _payload_type_name(payload.type), "COMPRESSABLE")
+        if "size" in parts:
+            self.equal(prefix + "payload_size", f"{what} payload size", len(body), size)
+        if "body" in parts:
+            nonzero = len(body) - body.count(0)
+            self.check(
+                prefix + "payload_body",
+                nonzero == 0,
+                f"{what} payload body has {nonzero} non-zero bytes, want all zero",
+            )
+        if "type" in parts:
+            self.equal(
+                prefix + "payload_type", f"{what} payload type", _payload_type_name(payload.type), "COMPRESSABLE"
+            )
 
     def rpc_error(self, name: str, what: str, error: grpc.RpcError) -> None:
         """Check `name` (a `status`): an RPC that should have succeeded failed."""
@@ -196,15 +232,31 @@ class SoakOptions:
     num_threads: int = 1
 
 
+@dataclass(frozen=True)
+class TlsCases:
+    """What the tls cases use: the server's address, the TLS of the client's
+    flags (`settings`: --use_test_ca/--ca_file, --use_client_cert and its files,
+    --server_host_override), which these cases use whatever --use_tls says, and
+    the second CA's files of $INTEROP_TLS_DIR."""
+
+    host: str
+    port: int
+    settings: TlsSettings
+    other_ca: bytes
+    other_client: ClientCert
+
+
 @dataclass
 class Context:
     """What the cases use: the stubs, all over one channel; `new_channel` makes
-    another channel to the same target with the same credentials (channel_soak);
-    `soak` the soak flags."""
+    another channel to the same target with the same credentials (channel_soak,
+    and the cases against the bad server); `soak` the soak flags; `tls` what
+    the tls cases need."""
 
     channel: grpc.Channel
     new_channel: Callable[[], grpc.Channel] | None = None
     soak: SoakOptions = field(default_factory=SoakOptions)
+    tls: TlsCases | None = None
     greeter: helloworld_pb2_grpc.GreeterStub = field(init=False)
     test: test_pb2_grpc.TestServiceStub = field(init=False)
     unimplemented: test_pb2_grpc.UnimplementedServiceStub = field(init=False)
@@ -306,14 +358,26 @@ def chat_names() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Case:
     """One client case: its function, its row of the contract's checks table,
-    and how many RPCs it makes one after the other (each with its own deadline,
-    which bounds how long the case may take: see `case_bound_s`)."""
+    its group, and what bounds how long it may take (see `case_bound_s`): how
+    many RPCs it makes one after the other, each with its own deadline
+    (`timeout_s`, else RPC_TIMEOUT_S), and how long it pauses in between."""
 
     name: str
     function: Callable[[Context, Checks], None]
     checks: tuple[str, ...]
     calls: int = 1
-    soak: bool = False
+    group: str = "interop"
+    timeout_s: float | None = None
+    pause_s: float = 0.0
+
+    @property
+    def soak(self) -> bool:
+        return self.group == "soak"
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of each of its RPCs, in seconds (RPC_TIMEOUT_S read now, so tests can shorten it)."""
+        return RPC_TIMEOUT_S if self.timeout_s is None else self.timeout_s
 
     @property
     def status_check(self) -> str:
@@ -326,20 +390,28 @@ class Case:
 
 
 CASES: dict[str, Case] = {}
-"""Case name -> case, in the order `all` runs them."""
+"""Case name -> client case, in the order of the catalogue (src/cases.rs)."""
+
+DEFAULT_GROUPS = ("greeter", "interop", "soak")
+"""The groups of `--test_case all`: every server serves them."""
 
 
-def case(*checks: str, calls: int = 1, soak: bool = False):
+def default_cases() -> list[str]:
+    """The cases of `--test_case all`, in order."""
+    return [name for name, spec in CASES.items() if spec.group in DEFAULT_GROUPS]
+
+
+def case(*checks: str, calls: int = 1, group: str = "interop", timeout_s: float | None = None, pause_s: float = 0.0):
     """Register a case under its function's name, with its row of the checks table."""
 
     def register(function):
-        CASES[function.__name__] = Case(function.__name__, function, checks, calls, soak)
+        CASES[function.__name__] = Case(function.__name__, function, checks, calls, group, timeout_s, pause_s)
         return function
 
     return register
 
 
-@case("status", "message", "index")
+@case("status", "message", "index", group="greeter")
 def greeter_unary(ctx: Context, checks: Checks) -> None:
     """SayHello(name="interop") returns "Hello interop", index 0."""
     try:
@@ -352,7 +424,7 @@ def greeter_unary(ctx: Context, checks: Checks) -> None:
     checks.equal("index", "SayHello index", reply.index, 0)
 
 
-@case("status", "reply_count", "message", "index")
+@case("status", "reply_count", "message", "index", group="greeter")
 def greeter_server_streaming(ctx: Context, checks: Checks) -> None:
     """SayHelloStream(name="interop", count=5) returns "Hello interop (i of 5)", index i, for i = 1..5."""
     request = helloworld_pb2.HelloStreamRequest(name=GREETER_NAME, count=GREETER_STREAM_COUNT)
@@ -364,13 +436,11 @@ def greeter_server_streaming(ctx: Context, checks: Checks) -> None:
     checks.passed("status")
     checks.equal("reply_count", "SayHelloStream reply count", len(replies), GREETER_STREAM_COUNT)
     for i, reply in enumerate(replies[:GREETER_STREAM_COUNT], start=1):
-        checks.equal(
-            "message", f"SayHelloStream reply {i} message", reply.message, f"Hello {GREETER_NAME} ({i} of 5)"
-        )
+        checks.equal("message", f"SayHelloStream reply {i} message", reply.message, f"Hello {GREETER_NAME} ({i} of 5)")
         checks.equal("index", f"SayHelloStream reply {i} index", reply.index, i)
 
 
-@case("status", "message", "index")
+@case("status", "message", "index", group="greeter")
 def greeter_client_streaming(ctx: Context, checks: Checks) -> None:
     """SayHelloToAll(alice, bob, carol) returns "Hello alice, bob, carol", index 3."""
     requests = [helloworld_pb2.HelloRequest(name=name) for name in GREETER_NAMES]
@@ -384,7 +454,7 @@ def greeter_client_streaming(ctx: Context, checks: Checks) -> None:
     checks.equal("index", "SayHelloToAll index", reply.index, len(GREETER_NAMES))
 
 
-@case("status", "reply_count", "message", "index")
+@case("status", "reply_count", "message", "index", group="greeter")
 def greeter_bidi_streaming(ctx: Context, checks: Checks) -> None:
     """SayHelloChat: name k+1 ("<name> <token>") goes out only after reply k ("Hello <name k>", index k) came back."""
     names = chat_names()
@@ -952,30 +1022,341 @@ def _soak(ctx: Context, checks: Checks, name: str, own_channel: bool) -> None:
     )
 
 
-@case("completed", "failures", soak=True)
+@case("completed", "failures", group="soak")
 def rpc_soak(ctx: Context, checks: Checks) -> None:
     """--soak_iterations large_unary calls over the client's channel."""
     _soak(ctx, checks, "rpc_soak", own_channel=False)
 
 
-@case("completed", "failures", soak=True)
+@case("completed", "failures", group="soak")
 def channel_soak(ctx: Context, checks: Checks) -> None:
     """As rpc_soak, but each iteration over a new channel of its own, closed after its call."""
     _soak(ctx, checks, "channel_soak", own_channel=True)
+
+
+# --- the cases against the bad server (http2_negative, wire) ----------------------------
+
+
+def _unary(rpc, request, timeout: float, metadata=None):
+    """One unary call; returns (response or None, code, details) as grpcio reported them.
+
+    The response is None also with OK: grpcio ends a unary call whose answer had
+    no (complete) message with the status of the trailers, and returns None."""
+    try:
+        response, call = rpc.with_call(request, timeout=timeout, metadata=metadata)
+    except grpc.RpcError as e:
+        return None, e.code(), e.details()
+    return response, call.code(), call.details()
+
+
+def _came_back(response, code: grpc.StatusCode | None, details: str | None) -> str:
+    """What a unary call returned, for a failure message: its status, and that
+    there was no response message when grpcio said OK without one."""
+    text = status_text(code, details)
+    if code == grpc.StatusCode.OK and response is None:
+        text += " and no response message"
+    return text
+
+
+class _BadServerCalls:
+    """The calls of one case against the bad server: over a channel of its own
+    (closed after, use it as a context manager), each a UnaryCall with
+    large_unary's request, the metadata `x-interop-case: <case>` and the
+    case's deadline."""
+
+    def __init__(self, ctx: Context, name: str):
+        if ctx.new_channel is None:
+            raise RuntimeError(f"{name} needs a channel factory (Context.new_channel)")
+        self._channel = ctx.new_channel()
+        self._stub = test_pb2_grpc.TestServiceStub(self._channel)
+        self._metadata = ((CASE_METADATA_KEY, name),)
+        self._timeout = CASES[name].timeout
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._channel.close()
+
+    def call(self):
+        """One call, waited for: (response or None, code, details)."""
+        return _unary(self._stub.UnaryCall, _large_unary_request(), self._timeout, self._metadata)
+
+    def start(self) -> grpc.Future:
+        """One call, not waited for."""
+        return self._stub.UnaryCall.future(_large_unary_request(), timeout=self._timeout, metadata=self._metadata)
+
+
+def _expect_large_response(checks: Checks, prefix: str, what: str, outcome, parts: tuple[str, ...]) -> None:
+    """`<prefix>status`: the call is OK; then the response payload's `parts`
+    (`payload_size`, ...): 314159 zero bytes of type COMPRESSABLE."""
+    response, code, details = outcome
+    if not checks.status(prefix + "status", what, code, details, grpc.StatusCode.OK):
+        return
+    if response is None:
+        checks.fail(
+            prefix + "payload_size",
+            f"{what} status = {_came_back(response, code, details)}, want a payload of {LARGE_RESPONSE_SIZE} bytes",
+        )
+        return
+    checks.payload(prefix, f"{what} response", response.payload, LARGE_RESPONSE_SIZE, parts)
+
+
+def _expect_not_ok(ctx: Context, checks: Checks, name: str) -> None:
+    """One call that must not succeed: any status but OK (`not_ok`)."""
+    with _BadServerCalls(ctx, name) as calls:
+        response, code, details = calls.call()
+    checks.check(
+        "not_ok",
+        code != grpc.StatusCode.OK,
+        f"UnaryCall status = {_came_back(response, code, details)}, want any status but OK",
+    )
+
+
+@case(
+    "first.status",
+    "first.payload_size",
+    "second.status",
+    "second.payload_size",
+    calls=2,
+    group="http2_negative",
+    pause_s=GOAWAY_PAUSE_S,
+)
+def goaway(ctx: Context, checks: Checks) -> None:
+    """Two calls one second apart, the server sending GOAWAY after the first: both OK, 314159 bytes."""
+    with _BadServerCalls(ctx, "goaway") as calls:
+        _expect_large_response(checks, "first.", "first UnaryCall", calls.call(), ("size",))
+        time.sleep(GOAWAY_PAUSE_S)
+        _expect_large_response(checks, "second.", "second UnaryCall (after the GOAWAY)", calls.call(), ("size",))
+
+
+@case("not_ok", group="http2_negative")
+def rst_after_header(ctx: Context, checks: Checks) -> None:
+    """The stream reset right after the response headers: the call does not succeed."""
+    _expect_not_ok(ctx, checks, "rst_after_header")
+
+
+@case("not_ok", group="http2_negative")
+def rst_during_data(ctx: Context, checks: Checks) -> None:
+    """The stream reset halfway through the response message: the call does not succeed."""
+    _expect_not_ok(ctx, checks, "rst_during_data")
+
+
+@case("not_ok", group="http2_negative")
+def rst_after_data(ctx: Context, checks: Checks) -> None:
+    """The stream reset after the response message, before the trailers: the call does not succeed."""
+    _expect_not_ok(ctx, checks, "rst_after_data")
+
+
+@case("status", "payload_size", group="http2_negative")
+def ping(ctx: Context, checks: Checks) -> None:
+    """PINGs before the headers, after them and after the data, each to be acknowledged: OK, 314159 bytes."""
+    with _BadServerCalls(ctx, "ping") as calls:
+        _expect_large_response(checks, "", "UnaryCall", calls.call(), ("size",))
+
+
+@case("status", "payload_size", "payload_type", calls=2, group="http2_negative")
+def max_streams(ctx: Context, checks: Checks) -> None:
+    """A server of one stream at a time: one call, then 10 at the same time on the
+    same channel, all OK with 314159 bytes of type COMPRESSABLE."""
+    parts = ("size", "type")
+    with _BadServerCalls(ctx, "max_streams") as calls:
+        _expect_large_response(checks, "", "UnaryCall 1", calls.call(), parts)
+        started = [calls.start() for _ in range(MAX_STREAMS_CONCURRENT)]
+        for i, future in enumerate(started, start=2):
+            try:
+                response = future.result()
+            except grpc.RpcError as e:
+                outcome = (None, e.code(), e.details())
+            else:
+                outcome = (response, future.code(), future.details())
+            _expect_large_response(
+                checks, "", f"UnaryCall {i} (one of {MAX_STREAMS_CONCURRENT} at once)", outcome, parts
+            )
+
+
+@case("status", "payload_size", "payload_body", group="http2_negative")
+def data_frame_padding(ctx: Context, checks: Checks) -> None:
+    """The response in DATA frames of 5 bytes and 255 bytes of padding: OK, 314159 zero bytes."""
+    with _BadServerCalls(ctx, "data_frame_padding") as calls:
+        _expect_large_response(checks, "", "UnaryCall", calls.call(), ("size", "body"))
+
+
+@case("status", "payload_size", "payload_body", group="http2_negative")
+def no_df_padding_sanity_test(ctx: Context, checks: Checks) -> None:
+    """As data_frame_padding without the padding: OK, 314159 zero bytes."""
+    with _BadServerCalls(ctx, "no_df_padding_sanity_test") as calls:
+        _expect_large_response(checks, "", "UnaryCall", calls.call(), ("size", "body"))
+
+
+@dataclass(frozen=True)
+class WireCase:
+    """A row of the wire table: the code the call must end with, and its
+    deadline when not RPC_TIMEOUT_S."""
+
+    code: grpc.StatusCode
+    timeout_s: float | None = None
+
+
+WIRE_CASES: dict[str, WireCase] = {
+    # HTTP statuses without grpc-status: the spec's HTTP-to-gRPC mapping.
+    "http_400": WireCase(grpc.StatusCode.INTERNAL),
+    "http_401": WireCase(grpc.StatusCode.UNAUTHENTICATED),
+    "http_403": WireCase(grpc.StatusCode.PERMISSION_DENIED),
+    "http_404": WireCase(grpc.StatusCode.UNIMPLEMENTED),
+    "http_429": WireCase(grpc.StatusCode.UNAVAILABLE),
+    "http_502": WireCase(grpc.StatusCode.UNAVAILABLE),
+    "http_503": WireCase(grpc.StatusCode.UNAVAILABLE),
+    "http_504": WireCase(grpc.StatusCode.UNAVAILABLE),
+    # "200 is UNKNOWN because there should be a grpc-status".
+    "missing_grpc_status": WireCase(grpc.StatusCode.UNKNOWN),
+    "non_grpc_content_type": WireCase(grpc.StatusCode.UNKNOWN),
+    "unparsable_grpc_status": WireCase(grpc.StatusCode.UNKNOWN),
+    # statuscodes.md and compression.md.
+    "truncated_message": WireCase(grpc.StatusCode.INTERNAL),
+    "invalid_protobuf": WireCase(grpc.StatusCode.INTERNAL),
+    "response_too_large": WireCase(grpc.StatusCode.RESOURCE_EXHAUSTED),
+    "compressed_without_encoding": WireCase(grpc.StatusCode.INTERNAL),
+    "unknown_response_encoding": WireCase(grpc.StatusCode.INTERNAL),
+    "two_responses": WireCase(grpc.StatusCode.UNIMPLEMENTED),
+    "no_response": WireCase(grpc.StatusCode.UNIMPLEMENTED),
+    "connection_dropped": WireCase(grpc.StatusCode.UNAVAILABLE),
+    "silent_server": WireCase(grpc.StatusCode.DEADLINE_EXCEEDED, SILENT_SERVER_TIMEOUT_S),
+}
+"""The wire table of CONTRACT.md: case -> the code its one UnaryCall must end with."""
+
+
+def wire_case(name: str, ctx: Context, checks: Checks) -> None:
+    """One UnaryCall answered brokenly as `x-interop-case: <name>` asks: it ends
+    with the code of the case's row (`status_code`; the message is reported)."""
+    want = WIRE_CASES[name].code
+    with _BadServerCalls(ctx, name) as calls:
+        response, code, details = calls.call()
+    checks.check(
+        "status_code",
+        code == want,
+        f"UnaryCall status = {_came_back(response, code, details)}, want {status_text(want)}",
+    )
+
+
+def _register_wire_cases() -> None:
+    for name, row in WIRE_CASES.items():
+        CASES[name] = Case(
+            name, functools.partial(wire_case, name), ("status_code",), group="wire", timeout_s=row.timeout_s
+        )
+
+
+_register_wire_cases()
+
+
+# --- the tls cases ----------------------------------------------------------------------
+
+
+# A refused handshake is a connection that never became usable: UNAVAILABLE
+# (CONTRACT.md, "TLS refusals"), whichever side refused.
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+def _tls_cases(ctx: Context) -> TlsCases:
+    if ctx.tls is None:
+        raise RuntimeError("the tls cases need the client's TLS settings and the other CA's files (Context.tls)")
+    return ctx.tls
+
+
+def _tls_empty_call(checks: Checks, check: str, what: str, tls: TlsCases, settings: TlsSettings, want) -> None:
+    """One EmptyCall over a TLS channel of its own, made as `settings` say and
+    closed after: check `check` that it ends with `want`."""
+    channel = tls_channel(tls.host, tls.port, settings)
+    try:
+        _, code, details = _unary(test_pb2_grpc.TestServiceStub(channel).EmptyCall, empty_pb2.Empty(), RPC_TIMEOUT_S)
+    finally:
+        channel.close()
+    checks.status(check, what, code, details, want)
+
+
+@case("status", group="tls")
+def mtls_accepted(ctx: Context, checks: Checks) -> None:
+    """EmptyCall over TLS as the flags say (the right CA, name and client certificate): OK."""
+    tls = _tls_cases(ctx)
+    what = "EmptyCall over TLS as the flags say"
+    _tls_empty_call(checks, "status", what, tls, tls.settings, grpc.StatusCode.OK)
+
+
+@case("status_code", group="tls")
+def tls_untrusted_server(ctx: Context, checks: Checks) -> None:
+    """EmptyCall trusting only other-ca.pem, which did not sign the server's certificate: UNAVAILABLE."""
+    tls = _tls_cases(ctx)
+    what = "EmptyCall over TLS trusting only other-ca.pem"
+    _tls_empty_call(checks, "status_code", what, tls, replace(tls.settings, ca=tls.other_ca), _UNAVAILABLE)
+
+
+@case("status_code", group="tls")
+def tls_wrong_name(ctx: Context, checks: Checks) -> None:
+    """EmptyCall verifying the server as wrong.name.invalid: UNAVAILABLE."""
+    tls = _tls_cases(ctx)
+    what = f"EmptyCall over TLS verifying the server as {WRONG_NAME}"
+    _tls_empty_call(checks, "status_code", what, tls, replace(tls.settings, server_name=WRONG_NAME), _UNAVAILABLE)
+
+
+@case("status_code", group="tls")
+def mtls_no_client_cert(ctx: Context, checks: Checks) -> None:
+    """EmptyCall presenting no client certificate to a server that requires one: UNAVAILABLE."""
+    tls = _tls_cases(ctx)
+    what = "EmptyCall over TLS presenting no client certificate"
+    _tls_empty_call(checks, "status_code", what, tls, replace(tls.settings, client_cert=None), _UNAVAILABLE)
+
+
+@case("status_code", group="tls")
+def mtls_other_ca_client(ctx: Context, checks: Checks) -> None:
+    """EmptyCall presenting other-client.pem, signed by the other CA: UNAVAILABLE."""
+    tls = _tls_cases(ctx)
+    what = "EmptyCall over TLS presenting other-client.pem (signed by other-ca.pem)"
+    settings = replace(tls.settings, client_cert=tls.other_client)
+    _tls_empty_call(checks, "status_code", what, tls, settings, _UNAVAILABLE)
+
+
+# --- the catalogue ----------------------------------------------------------------------
+
+BAD_INPUT_CASES = (
+    "oversized_request",
+    "content_type_text_plain",
+    "content_type_missing",
+    "unknown_request_encoding",
+    "truncated_request_message",
+    "invalid_request_protobuf",
+    "unknown_service",
+    "unknown_method",
+    "request_compressed_without_encoding",
+    "invalid_grpc_timeout",
+    "grpc_timeout_too_many_digits",
+    "grpc_timeout_overflow",
+    "metadata_64k",
+    "metadata_1m",
+    "streams_500",
+    "held_streams_64",
+    "unfinished_prefaces_200",
+    "truncated_frame",
+)
+"""The bad_input cases: the bad client of fixtures/ plays them against servers;
+no client does, so this one rejects them as `--test_case` names (see parse_cases)."""
+
+CATALOGUE = (*CASES, *BAD_INPUT_CASES)
+"""Every case name of the catalogue (src/cases.rs), in its order."""
 
 
 # --- running ----------------------------------------------------------------------------
 
 
 def case_bound_s(spec: Case, soak: SoakOptions | None = None) -> float:
-    """How long a case may take before the backstop fails it: RPC_TIMEOUT_S per
-    call made one after the other, plus BACKSTOP_S for grpcio to end the last.
+    """How long a case may take before the backstop fails it: its deadline per
+    call made one after the other, its pauses, plus BACKSTOP_S for grpcio to
+    end the last.
     A soak case starts no iteration after its overall timeout, and the last one
     started has the per-iteration maximum as its deadline."""
     if spec.soak:
         soak = soak or SoakOptions()
         return soak.overall_timeout_seconds + soak.per_iteration_max_acceptable_latency_ms / 1000.0 + BACKSTOP_S
-    return spec.calls * RPC_TIMEOUT_S + BACKSTOP_S
+    return spec.calls * spec.timeout + spec.pause_s + BACKSTOP_S
 
 
 def _play(spec: Case, ctx: Context, checks: Checks) -> None:

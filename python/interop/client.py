@@ -1,8 +1,8 @@
 """The interop client command line (implementations/CONTRACT.md): one channel,
-the chosen cases in order; on stdout a ready line, one JSON result line per case,
+the chosen cases in order (those of the groups http2_negative, wire and tls make
+channels of their own); on stdout a ready line, one JSON result line per case,
 then a done line."""
 
-import functools
 import json
 import logging
 import sys
@@ -12,7 +12,8 @@ from typing import IO
 import grpc
 
 from interop import _flags
-from interop.cases import CASES, Context, SoakOptions, run_case
+from interop.cases import BAD_INPUT_CASES, CASES, Context, SoakOptions, TlsCases, default_cases, run_case
+from interop.channels import TlsSettings, channel_factory, read_client_cert
 
 log = logging.getLogger("interop.client")
 
@@ -21,13 +22,21 @@ EXIT_FAILED = 1
 
 
 def parse_cases(text: str) -> list[str]:
-    """`all`, one case name or a comma-separated list; raises UsageError on unknown names."""
+    """`all` (the cases of the groups greeter, interop and soak), one case name
+    or a comma-separated list; raises UsageError on unknown names, and on the
+    bad_input cases, which the bad client plays, not a client."""
     names = []
     for token in (part.strip() for part in text.split(",")):
         if token == "all":
-            names.extend(CASES)
+            names.extend(default_cases())
         elif token:
             names.append(token)
+    server_side = [name for name in names if name in BAD_INPUT_CASES]
+    if server_side:
+        raise _flags.UsageError(
+            f"{', '.join(server_side)}: bad_input case(s), played by the bad client of fixtures/ against servers, "
+            "not by a client"
+        )
     unknown = [name for name in names if name not in CASES]
     if unknown:
         raise _flags.UsageError(f"unknown test case(s): {', '.join(unknown)} (known: all, {', '.join(CASES)})")
@@ -36,55 +45,18 @@ def parse_cases(text: str) -> list[str]:
     return names
 
 
-LOCAL_SUBCHANNEL_POOL = ("grpc.use_local_subchannel_pool", 1)
-"""Channel option: the channel's subchannels (connections) are its own (see make_channel)."""
-
-
-def tls_credentials(ca: bytes | None = None) -> grpc.ChannelCredentials:
-    """TLS credentials trusting only the CA `ca` (--use_test_ca), or, when None,
-    the system's roots: grpcio's default roots, which are the file named by
-    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH when set, else the roots bundled with grpcio."""
-    return grpc.ssl_channel_credentials(root_certificates=ca)
-
-
-def make_channel(
-    host: str, port: int, credentials: grpc.ChannelCredentials | None = None, host_override: str = ""
-) -> grpc.Channel:
-    """One channel to host:port, plaintext unless `credentials` are given. With
-    TLS the server is verified (and SNI sent) as `host_override`, or as `host`
-    when that is empty (no ssl_target_name_override then).
-
-    Each channel gets connections of its own: grpcio (C-core) otherwise keeps
-    subchannels in a process-wide pool, so a channel made just after another
-    one to the same target was closed can reuse its connection, and
-    channel_soak would not make a new connection per iteration."""
-    target = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-    options = [LOCAL_SUBCHANNEL_POOL]
-    if credentials is None:
-        return grpc.insecure_channel(target, options=options)
-    if host_override:
-        options.append(("grpc.ssl_target_name_override", host_override))
-    return grpc.secure_channel(target, credentials, options=options)
-
-
-def channel_factory(
-    host: str, port: int, credentials: grpc.ChannelCredentials | None = None, host_override: str = ""
-) -> Callable[[], grpc.Channel]:
-    """Makes channels like make_channel, each call a new one: the client's
-    channel, and channel_soak's channel per iteration, all alike."""
-    return functools.partial(make_channel, host, port, credentials, host_override)
-
-
 def run(
     channel: grpc.Channel,
     names: Iterable[str],
     emit: Callable[[dict], None],
     new_channel: Callable[[], grpc.Channel] | None = None,
     soak: SoakOptions | None = None,
+    tls: TlsCases | None = None,
 ) -> int:
     """Run the cases in order, emitting each result as soon as it is known; returns the exit status.
-    `new_channel` makes a channel like `channel` (channel_soak); `soak` the soak flags."""
-    ctx = Context(channel, new_channel, soak or SoakOptions())
+    `new_channel` makes a channel like `channel` (channel_soak, the cases against
+    the bad server); `soak` the soak flags; `tls` what the tls cases need."""
+    ctx = Context(channel, new_channel, soak or SoakOptions(), tls)
     failed = False
     for name in names:
         result = run_case(ctx, name)
@@ -170,6 +142,13 @@ def _parse_args(argv):
         default="",
         help="name for TLS SNI and certificate checks (default: the value of --server_host)",
     )
+    _flags.add_bool_flag(parser, "--use_client_cert", "with --use_tls: present a client certificate (mutual TLS)")
+    parser.add_argument(
+        "--client_cert_file", help="certificate chain --use_client_cert presents (default $INTEROP_TLS_DIR/client.pem)"
+    )
+    parser.add_argument(
+        "--client_key_file", help="private key of --client_cert_file (default $INTEROP_TLS_DIR/client.key)"
+    )
     for flag, default, help_text in SOAK_FLAGS:
         parser.add_argument(flag, type=int, default=default, help=f"{help_text} (default {default})")
     parser.add_argument(
@@ -202,18 +181,41 @@ def server_name(args) -> str:
     return args.server_host_override or args.server_host
 
 
+def tls_settings(args) -> TlsSettings:
+    """The TLS of the flags, with the files they name read (UsageError when one cannot be):
+    the CA of --ca_file with --use_test_ca, the certificate of --client_cert_file
+    and --client_key_file with --use_client_cert, and --server_host_override."""
+    ca = None
+    if args.use_test_ca:
+        ca = _flags.read_file(_flags.tls_file(args.ca_file, "ca.pem"), "CA file")
+    client_cert = None
+    if args.use_client_cert:
+        client_cert = read_client_cert(args.client_cert_file, args.client_key_file)
+    return TlsSettings(ca=ca, client_cert=client_cert, server_name=args.server_host_override)
+
+
+def tls_cases(args, settings: TlsSettings) -> TlsCases:
+    """What the tls cases need: the flags' TLS and the second CA's files of $INTEROP_TLS_DIR."""
+    return TlsCases(
+        host=args.server_host,
+        port=args.server_port,
+        settings=settings,
+        other_ca=_flags.read_file(_flags.tls_file(None, "other-ca.pem"), "CA file"),
+        other_client=read_client_cert(None, None, "other-client.pem", "other-client.key"),
+    )
+
+
 def main(argv=None) -> int:
     """Run the client; returns the exit status (0 no case failed, 1 some failed, 2 bad usage or setup)."""
     args = _parse_args(argv)
     _flags.setup_logging()
     try:
         names = parse_cases(args.test_case)
-        credentials = None
-        if args.use_tls:
-            ca = None
-            if args.use_test_ca:
-                ca = _flags.read_file(_flags.tls_file(args.ca_file, "ca.pem"), "CA file")
-            credentials = tls_credentials(ca)
+        # The tls cases always use TLS, as the TLS flags say, whatever --use_tls says.
+        playing_tls = any(CASES[name].group == "tls" for name in names)
+        settings = tls_settings(args) if args.use_tls or playing_tls else None
+        credentials = settings.credentials() if args.use_tls else None
+        tls = tls_cases(args, settings) if playing_tls else None
         # Last, so a usage error above leaves an existing file alone.
         output = Output(args.result_file)
     except _flags.UsageError as e:
@@ -221,19 +223,20 @@ def main(argv=None) -> int:
         return _flags.USAGE_EXIT
 
     log.debug(
-        "running %d case(s) against %s:%d (tls=%s, test ca=%s, server name %s)",
+        "running %d case(s) against %s:%d (tls=%s, test ca=%s, client cert=%s, server name %s)",
         len(names),
         args.server_host,
         args.server_port,
         args.use_tls,
         args.use_test_ca,
+        args.use_client_cert,
         server_name(args),
     )
     new_channel = channel_factory(args.server_host, args.server_port, credentials, args.server_host_override)
     channel = new_channel()
     output.ready()
     try:
-        status = run(channel, names, output.result, new_channel, soak_options(args))
+        status = run(channel, names, output.result, new_channel, soak_options(args), tls)
     finally:
         channel.close()
     output.done()

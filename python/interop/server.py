@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from interop import _flags
 from interop._gen import empty_pb2, helloworld_pb2, helloworld_pb2_grpc, messages_pb2, test_pb2, test_pb2_grpc
+from interop.channels import ClientCert, read_client_cert, tls_credentials
 
 log = logging.getLogger("interop.server")
 
@@ -28,9 +29,27 @@ LIBRARY = f"grpcio {grpc.__version__}"
 ECHO_INITIAL_KEY = "x-grpc-test-echo-initial"
 ECHO_TRAILING_KEY = "x-grpc-test-echo-trailing-bin"
 
-# Each streaming RPC holds one pool thread for its whole life in grpcio's sync
-# server, and the runner points several clients at one server at once.
-MAX_WORKERS = 32
+# grpcio's sync server runs every RPC, from its start to its end, on one thread
+# of this pool; a stream the client holds open (no message, no half-close) holds
+# its thread as long. With more RPCs than threads, grpcio queues the RPC for a
+# thread that may never come free: the server answers no one, not even a new
+# connection's EmptyCall (32 threads and 64 held FullDuplexCall streams did
+# exactly that, the bad client's held_streams_64). So the number of RPCs is
+# capped below the number of threads: grpcio refuses an RPC beyond the cap at
+# once with RESOURCE_EXHAUSTED ("Concurrent RPC limit exceeded!"), and every
+# RPC it admits finds a free thread.
+#
+# MAX_CONCURRENT_RPCS = 128: twice the 64 streams of held_streams_64, so that
+# while they are held the alive probe and the matrix's other clients (each one
+# or a few RPCs at a time, --soak_num_threads for the soak cases) are served,
+# not refused. Above it, a burst (streams_500) is refused fast instead of queued.
+MAX_CONCURRENT_RPCS = 128
+# MAX_WORKERS = 160: the cap plus 32 spare threads. grpcio counts an RPC as done
+# in the done-callback of its pool task, a moment before the thread is free
+# again, so an RPC admitted in that moment waits for a thread briefly; the spare
+# threads make even that wait rare. ThreadPoolExecutor starts threads only as
+# work arrives, so an idle server does not pay for them.
+MAX_WORKERS = 160
 # Graceful stop on SIGTERM/SIGINT: in-flight RPCs get this long, then are cancelled,
 # which keeps the whole shutdown within the contract's "couple of seconds".
 STOP_GRACE_S = 1.0
@@ -224,10 +243,17 @@ class BindError(Exception):
     """The server could not bind its port."""
 
 
-def start_server(port: int = 0, greeting: str = "Hello", tls_cert_key: tuple[bytes, bytes] | None = None) -> Running:
-    """Build, bind and start the server; `tls_cert_key` = (certificate chain PEM, key PEM) for TLS."""
+def start_server(
+    port: int = 0,
+    greeting: str = "Hello",
+    tls_cert_key: tuple[bytes, bytes] | None = None,
+    client_ca: bytes | None = None,
+) -> Running:
+    """Build, bind and start the server; `tls_cert_key` = (certificate chain PEM, key PEM) for TLS;
+    with it, `client_ca` (PEM) makes it mutual TLS: a client must present a certificate signed by that CA."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="interop-rpc"),
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         # grpcio sets SO_REUSEPORT by default, which lets a second server "bind"
         # a port that is already taken; the contract wants a bind failure instead.
         options=[("grpc.so_reuseport", 0)],
@@ -240,12 +266,21 @@ def start_server(port: int = 0, greeting: str = "Hello", tls_cert_key: tuple[byt
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
 
-    bound = _bind(server, port, tls_cert_key)
+    credentials = None
+    if tls_cert_key is not None:
+        # require_client_auth: the handshake fails without a client certificate
+        # that chains to client_ca (C-core's GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY).
+        credentials = grpc.ssl_server_credentials(
+            [(tls_cert_key[1], tls_cert_key[0])],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+    bound = _bind(server, port, credentials)
     server.start()
     return Running(server=server, port=bound, tls=tls_cert_key is not None)
 
 
-def _bind(server: grpc.Server, port: int, tls_cert_key) -> int:
+def _bind(server: grpc.Server, port: int, credentials: grpc.ServerCredentials | None) -> int:
     # "[::]" is dual-stack, so 127.0.0.1, ::1 and localhost all reach it; where
     # IPv6 is unavailable, fall back to IPv4 only. grpcio's add_*_port returns 0
     # or raises RuntimeError on failure, depending on the version: handle both.
@@ -254,10 +289,9 @@ def _bind(server: grpc.Server, port: int, tls_cert_key) -> int:
         address = f"{host}:{port}"
         with _fd2_captured() as core_log:
             try:
-                if tls_cert_key is None:
+                if credentials is None:
                     bound = server.add_insecure_port(address)
                 else:
-                    credentials = grpc.ssl_server_credentials([(tls_cert_key[1], tls_cert_key[0])])
                     bound = server.add_secure_port(address, credentials)
             except RuntimeError as e:
                 bound, error = 0, str(e)
@@ -323,6 +357,13 @@ def _parse_args(argv):
     _flags.add_bool_flag(parser, "--use_tls", "serve TLS with the test certificate")
     parser.add_argument("--tls_cert_file", help="certificate chain (default $INTEROP_TLS_DIR/server.pem)")
     parser.add_argument("--tls_key_file", help="private key (default $INTEROP_TLS_DIR/server.key)")
+    _flags.add_bool_flag(
+        parser, "--require_client_cert", "with --use_tls: mutual TLS, refusing clients without a certificate"
+    )
+    parser.add_argument(
+        "--client_ca_file",
+        help="CA client certificates must chain to, for --require_client_cert (default $INTEROP_TLS_DIR/ca.pem)",
+    )
     parser.add_argument("--greeting", default="Hello", help="first word of every Greeter reply")
     _flags.add_bool_flag(
         parser, "--health_check", "do not serve: check the health of the server on --port of 127.0.0.1"
@@ -332,6 +373,15 @@ def _parse_args(argv):
     )
     parser.add_argument(
         "--server_host_override", default="foo.test.google.fr", help="server name checked by --health_check --use_tls"
+    )
+    _flags.add_bool_flag(
+        parser, "--use_client_cert", "--health_check --use_tls: present a client certificate (of a mutual-TLS server)"
+    )
+    parser.add_argument(
+        "--client_cert_file", help="certificate --use_client_cert presents (default $INTEROP_TLS_DIR/client.pem)"
+    )
+    parser.add_argument(
+        "--client_key_file", help="private key of --client_cert_file (default $INTEROP_TLS_DIR/client.key)"
     )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -347,9 +397,12 @@ the check every couple of seconds; a server that cannot answer within this is
 reported unhealthy rather than left to pile up checks."""
 
 
-def check_health(port: int, tls_ca: bytes | None = None, server_name: str = "") -> tuple[bool, str]:
+def check_health(
+    port: int, tls_ca: bytes | None = None, server_name: str = "", client_cert: ClientCert | None = None
+) -> tuple[bool, str]:
     """Ask grpc.health.v1.Health/Check for the overall status (service "") of the
-    server on 127.0.0.1:port, with grpcio-health-checking's stub.
+    server on 127.0.0.1:port, with grpcio-health-checking's stub; with `tls_ca`
+    over TLS, presenting `client_cert` when given (a mutual-TLS server).
 
     Returns (serving, one line: the status name, or why no status came back)."""
     target = f"127.0.0.1:{port}"
@@ -357,7 +410,7 @@ def check_health(port: int, tls_ca: bytes | None = None, server_name: str = "") 
         channel = grpc.insecure_channel(target)
     else:
         options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=options)
+        channel = grpc.secure_channel(target, tls_credentials(tls_ca, client_cert), options=options)
     with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -377,12 +430,15 @@ def _health_check_main(args) -> int:
     """--health_check: one line on stdout; 0 only for SERVING, else 1 (a Docker HEALTHCHECK's contract)."""
     try:
         tls_ca = None
+        client_cert = None
         if args.use_tls:
             tls_ca = _flags.read_file(_flags.tls_file(args.tls_ca_file, "ca.pem"), "TLS CA file")
+            if args.use_client_cert:
+                client_cert = read_client_cert(args.client_cert_file, args.client_key_file)
     except _flags.UsageError as e:
         print(e, flush=True)
         return 1
-    serving, line = check_health(args.port, tls_ca, args.server_host_override)
+    serving, line = check_health(args.port, tls_ca, args.server_host_override, client_cert)
     print(line, flush=True)
     return 0 if serving else 1
 
@@ -396,22 +452,33 @@ def main(argv=None) -> int:
         return _health_check_main(args)
     try:
         tls_cert_key = None
+        client_ca = None
         if args.use_tls:
             cert = _flags.read_file(_flags.tls_file(args.tls_cert_file, "server.pem"), "TLS certificate")
             key = _flags.read_file(_flags.tls_file(args.tls_key_file, "server.key"), "TLS key")
             tls_cert_key = (cert, key)
+            if args.require_client_cert:
+                client_ca = _flags.read_file(_flags.tls_file(args.client_ca_file, "ca.pem"), "client CA file")
+        elif args.require_client_cert:
+            log.warning("--require_client_cert without --use_tls: serving plaintext, no client certificate asked")
         # Handlers go in before the readiness line, so a SIGTERM sent right after
         # it is never lost to Python's default handlers.
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        running = start_server(args.port, args.greeting, tls_cert_key)
+        running = start_server(args.port, args.greeting, tls_cert_key, client_ca)
     except (_flags.UsageError, BindError) as e:
         print(f"interop_server: error: {e}", file=sys.stderr)
         return _flags.USAGE_EXIT
 
     print(listening_event(running), flush=True)
-    log.info("listening on port %d (tls=%s, %s)", running.port, running.tls, LIBRARY)
+    log.info(
+        "listening on port %d (tls=%s, client certificates required=%s, %s)",
+        running.port,
+        running.tls,
+        client_ca is not None,
+        LIBRARY,
+    )
     stop.wait()
     log.info("stopping (grace %.1fs)", STOP_GRACE_S)
     running.stop()

@@ -5,7 +5,7 @@ import os
 import grpc
 import pytest
 
-from interop import client, server
+from interop import channels, server
 
 PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_ROOT = os.path.dirname(PYTHON_DIR)
@@ -21,7 +21,7 @@ def running_server():
 
 @pytest.fixture(scope="module")
 def channel(running_server) -> grpc.Channel:
-    ch = client.make_channel("localhost", running_server.port)
+    ch = channels.make_channel("localhost", running_server.port)
     yield ch
     ch.close()
 

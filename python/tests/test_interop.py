@@ -20,7 +20,7 @@ import grpc
 import pytest
 from conftest import PYTHON_DIR, REPO_ROOT, TLS_DIR, read
 
-from interop import cases, client, server
+from interop import cases, channels, client, server
 from interop._gen import GEN_DIR, empty_pb2, helloworld_pb2, helloworld_pb2_grpc, messages_pb2, test_pb2_grpc
 
 # What the Python client reports against the Python server for the one case that
@@ -31,7 +31,7 @@ PROBE_FAILURE = "UnaryCall(expect_compressed=true, sent uncompressed) status = O
 
 def run_all(channel, names=None, new_channel=None) -> list[dict]:
     results = []
-    client.run(channel, names or list(cases.CASES), results.append, new_channel)
+    client.run(channel, names or cases.default_cases(), results.append, new_channel)
     return results
 
 
@@ -79,6 +79,39 @@ CHECKS_TABLE = {
     "server_compressed_streaming": "status response_count payload_size payload_body payload_type response_compressed",
     "rpc_soak": "completed failures",
     "channel_soak": "completed failures",
+    "goaway": "first.status first.payload_size second.status second.payload_size",
+    "rst_after_header": "not_ok",
+    "rst_during_data": "not_ok",
+    "rst_after_data": "not_ok",
+    "ping": "status payload_size",
+    "max_streams": "status payload_size payload_type",
+    "data_frame_padding": "status payload_size payload_body",
+    "no_df_padding_sanity_test": "status payload_size payload_body",
+    "http_400": "status_code",
+    "http_401": "status_code",
+    "http_403": "status_code",
+    "http_404": "status_code",
+    "http_429": "status_code",
+    "http_502": "status_code",
+    "http_503": "status_code",
+    "http_504": "status_code",
+    "missing_grpc_status": "status_code",
+    "non_grpc_content_type": "status_code",
+    "unparsable_grpc_status": "status_code",
+    "truncated_message": "status_code",
+    "invalid_protobuf": "status_code",
+    "response_too_large": "status_code",
+    "compressed_without_encoding": "status_code",
+    "unknown_response_encoding": "status_code",
+    "two_responses": "status_code",
+    "no_response": "status_code",
+    "connection_dropped": "status_code",
+    "silent_server": "status_code",
+    "mtls_accepted": "status",
+    "tls_untrusted_server": "status_code",
+    "tls_wrong_name": "status_code",
+    "mtls_no_client_cert": "status_code",
+    "mtls_other_ca_client": "status_code",
 }
 
 # What grpcio cannot check, by case: everything else is checked.
@@ -115,8 +148,8 @@ def test_not_checked_reasons_name_grpcio_and_its_version():
 
 
 def test_all_cases_against_own_server(running_server, channel):
-    results = run_all(channel, new_channel=client.channel_factory("localhost", running_server.port))
-    assert [r["case"] for r in results] == list(cases.CASES)
+    results = run_all(channel, new_channel=channels.channel_factory("localhost", running_server.port))
+    assert [r["case"] for r in results] == cases.default_cases()
     assert len(results) == 24
     by_case = {r["case"]: r for r in results}
     for name, result in by_case.items():
@@ -134,16 +167,14 @@ def test_all_cases_against_own_server(running_server, channel):
         assert result["not_checked"] == NOT_CHECKED.get(name, {}), name
         if name == "client_compressed_unary":
             assert (result["outcome"], result["message"]) == ("failed", PROBE_FAILURE)
-            assert result["checks"] == {check: "passed" for check in result["checks"]} | {
-                "probe.status_code": "failed"
-            }
+            assert result["checks"] == {check: "passed" for check in result["checks"]} | {"probe.status_code": "failed"}
         else:
             assert (result["outcome"], result["message"]) == ("passed", ""), result
             assert set(result["checks"].values()) == {"passed"}, result
 
 
 def test_order_of_all():
-    names = list(cases.CASES)
+    names = cases.default_cases()
     assert names == [
         "greeter_unary",
         "greeter_server_streaming",
@@ -175,8 +206,8 @@ def test_order_of_all():
 def test_wrong_greeting_is_caught_with_every_failed_check():
     running = server.start_server(port=0, greeting="Howdy")
     try:
-        ch = client.make_channel("127.0.0.1", running.port)
-        results = {r["case"]: r for r in run_all(ch, list(cases.CASES)[:4])}
+        ch = channels.make_channel("127.0.0.1", running.port)
+        results = {r["case"]: r for r in run_all(ch, cases.default_cases()[:4])}
         ch.close()
     finally:
         running.stop(grace=0.5)
@@ -199,8 +230,8 @@ def test_tls_end_to_end():
     cert_key = (read(os.path.join(TLS_DIR, "server.pem")), read(os.path.join(TLS_DIR, "server.key")))
     running = server.start_server(port=0, tls_cert_key=cert_key)
     try:
-        credentials = client.tls_credentials(read(os.path.join(TLS_DIR, "ca.pem")))
-        new_channel = client.channel_factory("localhost", running.port, credentials, "foo.test.google.fr")
+        credentials = channels.tls_credentials(read(os.path.join(TLS_DIR, "ca.pem")))
+        new_channel = channels.channel_factory("localhost", running.port, credentials, "foo.test.google.fr")
         ch = new_channel()
         results = []
         client.run(
@@ -273,7 +304,7 @@ class _ByteCountingProxy:
 def test_server_compresses_each_message_as_asked(running_server):
     """On the wire: 31415 zero bytes gzip to well under 1000 bytes; an uncompressed message does not."""
     proxy = _ByteCountingProxy(running_server.port)
-    ch = client.make_channel("127.0.0.1", proxy.port)
+    ch = channels.make_channel("127.0.0.1", proxy.port)
     stub = test_pb2_grpc.TestServiceStub(ch)
     try:
         stub.EmptyCall(empty_pb2.Empty(), timeout=5)  # connection set up outside the measurements
@@ -447,7 +478,7 @@ def _serve(greeter=None, test_service=None, soak=None, new_channel=None):
     test_pb2_grpc.add_TestServiceServicer_to_server(test_service or server.TestServiceServicer(), srv)
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
-    factory = client.channel_factory("127.0.0.1", port)
+    factory = channels.channel_factory("127.0.0.1", port)
     ch = factory()
     try:
         yield cases.Context(ch, new_channel(factory) if new_channel else factory, soak or cases.SoakOptions())
@@ -548,10 +579,14 @@ def test_cancelled_after_the_deadline_stays_cancelled():
 
 
 def test_parse_cases():
-    assert client.parse_cases("all") == list(cases.CASES)
+    assert client.parse_cases("all") == cases.default_cases()
     assert client.parse_cases("ping_pong, empty_unary") == ["ping_pong", "empty_unary"]
+    assert client.parse_cases("http_404,goaway,mtls_accepted") == ["http_404", "goaway", "mtls_accepted"]
     with pytest.raises(Exception, match=r"unknown test case.*: nope"):
         client.parse_cases("empty_unary,nope")
+    # Known names, but the bad client's: no client plays them.
+    with pytest.raises(Exception, match=r"^held_streams_64: bad_input case\(s\), played by the bad client"):
+        client.parse_cases("empty_unary,held_streams_64")
 
 
 def test_manifest_lists_exactly_the_unsupported_cases():
@@ -561,6 +596,16 @@ def test_manifest_lists_exactly_the_unsupported_cases():
     assert manifest["version"] == grpc.__version__
     assert manifest["client"]["unsupported"] == cases.UNSUPPORTED
     assert manifest["server"]["unsupported"] == server.UNSUPPORTED
+
+
+def test_manifest_groups_are_the_groups_played():
+    with open(os.path.join(REPO_ROOT, "implementations", "python.toml"), "rb") as f:
+        manifest = tomllib.load(f)
+    # The client plays every group of its cases; the server serves the bad client's too.
+    assert manifest["client"]["groups"] == list(dict.fromkeys(spec.group for spec in cases.CASES.values()))
+    assert manifest["server"]["groups"] == ["greeter", "interop", "soak", "bad_input", "tls"]
+    assert manifest["client"]["mtls"] == ["--use_client_cert"]
+    assert manifest["server"]["mtls"] == ["--require_client_cert"]
 
 
 # --- the command lines ------------------------------------------------------------------
@@ -664,6 +709,8 @@ def test_client_usage_errors():
     )
     _assert_usage_error(_client("--server_port", "1", "--use_tls=maybe"), "maybe")
     _assert_usage_error(_client("--server_port", "1", "--use_test_ca=maybe"), "maybe")
+    # A bad_input case is the bad client's, not a client's.
+    _assert_usage_error(_client("--server_port", "1", "--test_case", "streams_500"), "played by the bad client")
     # The old flag is gone.
     _assert_usage_error(_client("--server_port", "1", "--tls_ca_file", "ca.pem"), "--tls_ca_file")
 
@@ -855,7 +902,7 @@ def _assert_metrics(metrics: dict, iterations: int, failures: int):
 
 @pytest.mark.parametrize("name", ["rpc_soak", "channel_soak"])
 def test_soak_passes_against_own_server(running_server, name):
-    new_channel = client.channel_factory("localhost", running_server.port)
+    new_channel = channels.channel_factory("localhost", running_server.port)
     ch = new_channel()
     results = []
     try:
@@ -1141,10 +1188,10 @@ def test_every_channel_has_connections_of_its_own(monkeypatch):
     made = []
     monkeypatch.setattr(grpc, "insecure_channel", lambda target, options=None: made.append((target, options)))
     monkeypatch.setattr(grpc, "secure_channel", lambda target, creds, options=None: made.append((target, options)))
-    new_channel = client.channel_factory("::1", 5, None)
+    new_channel = channels.channel_factory("::1", 5, None)
     new_channel()
-    client.make_channel("h", 6, client.tls_credentials(None))
-    client.make_channel("h", 7, client.tls_credentials(None), "x.y")
+    channels.make_channel("h", 6, channels.tls_credentials(None))
+    channels.make_channel("h", 7, channels.tls_credentials(None), "x.y")
     assert made == [
         ("[::1]:5", [("grpc.use_local_subchannel_pool", 1)]),
         ("h:6", [("grpc.use_local_subchannel_pool", 1)]),

@@ -36,7 +36,7 @@ const GREETER_NAMES: [&str; 3] = ["alice", "bob", "carol"];
 const GREETER_CHAT_NAMES: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 const LARGE_REQUEST_SIZE: usize = 271_828;
-const LARGE_RESPONSE_SIZE: i32 = 314_159;
+pub(crate) const LARGE_RESPONSE_SIZE: i32 = 314_159;
 const REQUEST_SIZES: [usize; 4] = [27_182, 8, 1_828, 45_904];
 const AGGREGATED_PAYLOAD_SIZE: i32 = 74_922;
 const RESPONSE_SIZES: [i32; 4] = [31_415, 9, 2_653, 58_979];
@@ -81,6 +81,7 @@ pub async fn run(case: Case, c: &Clients) -> Checks {
         Case::ServerCompressedStreaming => server_compressed_streaming(c).await,
         Case::RpcSoak => soak(c, Channels::One).await,
         Case::ChannelSoak => soak(c, Channels::OnePerIteration).await,
+        _ => crate::negative::run(case, c).await,
     }
 }
 
@@ -103,13 +104,13 @@ fn cannot_express(case: Case) -> Checks {
 /// ended a wait of the call [`DEADLINE_BACKSTOP`] after the deadline, the wait
 /// gives up with [`CallError::Overrun`], which fails the check it was for.
 #[derive(Debug, Clone, Copy)]
-struct Deadline {
+pub(crate) struct Deadline {
     at: Instant,
     budget: Duration,
 }
 
 impl Deadline {
-    fn start(budget: Duration) -> Self {
+    pub(crate) fn start(budget: Duration) -> Self {
         Self {
             at: Instant::now() + budget,
             budget,
@@ -117,14 +118,17 @@ impl Deadline {
     }
 
     /// A request carrying this deadline.
-    fn request<T>(&self, message: T) -> Request<T> {
+    pub(crate) fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(self.budget);
         request
     }
 
     /// What `fut` gave, as tonic gave it, or an overrun.
-    async fn wait<T>(&self, fut: impl Future<Output = Result<T, Status>>) -> Result<T, CallError> {
+    pub(crate) async fn wait<T>(
+        &self,
+        fut: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, CallError> {
         match tokio::time::timeout_at(self.at + DEADLINE_BACKSTOP, fut).await {
             Ok(result) => result.map_err(CallError::Status),
             Err(_) => Err(CallError::Overrun {
@@ -157,7 +161,7 @@ fn bool_value(value: bool) -> Option<BoolValue> {
     Some(BoolValue { value })
 }
 
-fn large_request() -> SimpleRequest {
+pub(crate) fn large_request() -> SimpleRequest {
     SimpleRequest {
         response_size: LARGE_RESPONSE_SIZE,
         payload: zeros(LARGE_REQUEST_SIZE),

@@ -6,6 +6,7 @@
 
 pub mod cases;
 pub mod checks;
+pub mod negative;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use grpc_interop::pb::helloworld::greeter_client::GreeterClient;
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::checks::{CheckState, Checks};
 use crate::wire::WireChannel;
@@ -76,12 +77,29 @@ pub enum ClientError {
 }
 
 /// TLS settings of the channel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     /// PEM of the only CA trusted (`--use_test_ca`); `None`: the system's roots.
     pub ca_pem: Option<Vec<u8>>,
     /// Name used for SNI and certificate verification.
     pub server_name: String,
+    /// The client certificate chain and key presented (mutual TLS), as PEM.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What the `tls` cases build their channels from: the client's TLS flags,
+/// also when the client's own channel is plaintext, and the folder of the
+/// test files (`$INTEROP_TLS_DIR`) for the other CA and its client certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsCaseFiles {
+    /// `--ca_file` (or `$INTEROP_TLS_DIR/ca.pem`).
+    pub ca: Option<PathBuf>,
+    /// `--server_host_override` (or `--server_host`).
+    pub server_name: String,
+    /// `--client_cert_file` and `--client_key_file` (or their defaults).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `$INTEROP_TLS_DIR`.
+    pub dir: Option<PathBuf>,
 }
 
 /// Where and how to connect.
@@ -93,6 +111,8 @@ pub struct ClientOptions {
     pub port: u16,
     /// TLS, or plaintext when `None`.
     pub tls: Option<TlsOptions>,
+    /// The settings of the `tls` cases.
+    pub tls_cases: TlsCaseFiles,
 }
 
 /// The settings of the soak cases (the official flags).
@@ -141,6 +161,10 @@ impl ClientOptions {
             let config = match &tls.ca_pem {
                 Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
                 None => config.with_native_roots(),
+            };
+            let config = match &tls.identity {
+                Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+                None => config,
             };
             endpoint = endpoint.tls_config(config).map_err(ClientError::Tls)?;
         }

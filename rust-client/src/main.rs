@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
-use grpc_interop::cases::Case;
-use rust_client::{ClientOptions, Clients, Outcome, ResultSink, SoakOptions, TlsOptions, run_case};
+use grpc_interop::cases::{Case, CaseGroup};
+use rust_client::{
+    ClientOptions, Clients, Outcome, ResultSink, SoakOptions, TlsCaseFiles, TlsOptions, run_case,
+};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_FAILED: u8 = 1;
@@ -42,6 +44,15 @@ struct Args {
     /// (default: --server_host).
     #[arg(long = "server_host_override", default_value = "")]
     server_host_override: String,
+    /// With --use_tls, present a client certificate (mutual TLS).
+    #[arg(long = "use_client_cert", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    use_client_cert: bool,
+    /// The certificate chain --use_client_cert presents (default `$INTEROP_TLS_DIR/client.pem`).
+    #[arg(long = "client_cert_file")]
+    client_cert_file: Option<PathBuf>,
+    /// Its key (default `$INTEROP_TLS_DIR/client.key`).
+    #[arg(long = "client_key_file")]
+    client_key_file: Option<PathBuf>,
     /// rpc_soak, channel_soak: how many RPCs.
     #[arg(long = "soak_iterations", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     soak_iterations: u32,
@@ -81,34 +92,65 @@ struct Setup {
 
 fn setup(args: &Args) -> anyhow::Result<Setup> {
     let cases = Case::parse_list(&args.test_case).map_err(anyhow::Error::msg)?;
+    if let Some(case) = cases.iter().find(|c| c.group() == CaseGroup::BadInput) {
+        anyhow::bail!("{case} is a bad_input case: the bad client plays those, not this client");
+    }
     if !args.soak_iterations.is_multiple_of(args.soak_num_threads) {
         anyhow::bail!("--soak_iterations must be a multiple of --soak_num_threads");
     }
+    let tls_dir = std::env::var_os("INTEROP_TLS_DIR").map(PathBuf::from);
+    let in_tls_dir = |given: &Option<PathBuf>, name: &str| {
+        given
+            .clone()
+            .or_else(|| tls_dir.as_ref().map(|dir| dir.join(name)))
+    };
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+    };
+    let server_name = if args.server_host_override.is_empty() {
+        args.server_host.clone()
+    } else {
+        args.server_host_override.clone()
+    };
+    let client_cert = match (
+        in_tls_dir(&args.client_cert_file, "client.pem"),
+        in_tls_dir(&args.client_key_file, "client.key"),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        _ => None,
+    };
     let tls = if args.use_tls {
         let ca_pem = if args.use_test_ca {
-            let ca = match (&args.ca_file, std::env::var_os("INTEROP_TLS_DIR")) {
-                (Some(path), _) => path.clone(),
-                (None, Some(dir)) => PathBuf::from(dir).join("ca.pem"),
-                (None, None) => anyhow::bail!("--use_test_ca needs --ca_file or INTEROP_TLS_DIR"),
+            let Some(ca) = in_tls_dir(&args.ca_file, "ca.pem") else {
+                anyhow::bail!("--use_test_ca needs --ca_file or INTEROP_TLS_DIR");
             };
-            Some(
-                std::fs::read(&ca)
-                    .with_context(|| format!("cannot read CA file {}", ca.display()))?,
-            )
+            Some(read(&ca, "CA file")?)
         } else {
             None
         };
-        let server_name = if args.server_host_override.is_empty() {
-            args.server_host.clone()
+        let identity = if args.use_client_cert {
+            let Some((cert, key)) = &client_cert else {
+                anyhow::bail!(
+                    "--use_client_cert needs --client_cert_file and --client_key_file, or INTEROP_TLS_DIR"
+                );
+            };
+            Some((read(cert, "client certificate")?, read(key, "client key")?))
         } else {
-            args.server_host_override.clone()
+            None
         };
         Some(TlsOptions {
             ca_pem,
-            server_name,
+            server_name: server_name.clone(),
+            identity,
         })
     } else {
         None
+    };
+    let tls_cases = TlsCaseFiles {
+        ca: in_tls_dir(&args.ca_file, "ca.pem"),
+        server_name,
+        client_cert,
+        dir: tls_dir.clone(),
     };
     let soak = SoakOptions {
         iterations: args.soak_iterations,
@@ -128,6 +170,7 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
             host: args.server_host.clone(),
             port: args.server_port,
             tls,
+            tls_cases,
         },
         soak,
         sink,

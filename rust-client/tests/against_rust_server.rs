@@ -43,13 +43,14 @@ fn plaintext(port: u16) -> ClientOptions {
         host: "localhost".to_string(),
         port,
         tls: None,
+        tls_cases: Default::default(),
     }
 }
 
 async fn run_all(options: &ClientOptions) -> Vec<rust_client::CaseResult> {
     let clients = Clients::connect(options, SoakOptions::default()).expect("channel");
     let mut results = Vec::new();
-    for case in Case::all() {
+    for case in Case::default_cases() {
         results.push(run_case(&clients, case).await);
     }
     results
@@ -59,8 +60,8 @@ async fn run_all(options: &ClientOptions) -> Vec<rust_client::CaseResult> {
 /// made; unsupported where the client says so; and failed, with a failed
 /// check to show it, where the Rust server declares the case unsupported.
 fn assert_all_as_expected(results: &[rust_client::CaseResult]) {
-    assert_eq!(results.len(), Case::all().len());
-    for (result, case) in results.iter().zip(Case::all()) {
+    assert_eq!(results.len(), Case::default_cases().len());
+    for (result, case) in results.iter().zip(Case::default_cases()) {
         assert_eq!(result.case, case, "cases run in catalogue order");
         let line = result.json_line();
         if let Some(reason) = unsupported_reason(case) {
@@ -122,7 +123,9 @@ async fn every_case_passes_over_tls() {
         tls: Some(TlsOptions {
             ca_pem: Some(ca_pem),
             server_name: "foo.test.google.fr".to_string(),
+            identity: None,
         }),
+        tls_cases: Default::default(),
     };
     assert_all_as_expected(&run_all(&options).await);
 }
@@ -131,7 +134,7 @@ async fn every_case_passes_over_tls() {
 async fn a_wrong_greeting_fails_every_greeter_case_with_what_came_back() {
     let server = start_server(ServerOptions {
         greeting: "Howdy".to_string(),
-        tls: None,
+        ..Default::default()
     })
     .await;
     let clients = Clients::new(plaintext(server.port).channel().expect("channel"));
@@ -190,6 +193,7 @@ async fn unreachable_server_fails_cases_instead_of_hanging() {
         host: "127.0.0.1".to_string(),
         port,
         tls: None,
+        tls_cases: Default::default(),
     };
     let clients = Clients::new(options.channel().expect("channel"));
     let result = run_case(&clients, Case::EmptyUnary).await;
@@ -291,7 +295,7 @@ async fn binary_prints_one_json_line_per_case_in_the_order_given() {
 async fn binary_exits_1_when_a_case_fails() {
     let server = start_server(ServerOptions {
         greeting: "Howdy".to_string(),
-        tls: None,
+        ..Default::default()
     })
     .await;
     let port = server.port.to_string();
@@ -572,4 +576,100 @@ fn binary_rejects_bad_soak_settings() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+}
+
+fn mtls_options(port: u16) -> ClientOptions {
+    let dir = tls_dir();
+    ClientOptions {
+        host: "localhost".to_string(),
+        port,
+        tls: None,
+        tls_cases: rust_client::TlsCaseFiles {
+            ca: Some(dir.join("ca.pem")),
+            server_name: "foo.test.google.fr".to_string(),
+            client_cert: Some((dir.join("client.pem"), dir.join("client.key"))),
+            dir: Some(dir),
+        },
+    }
+}
+
+/// The `tls` cases against a Rust server that requires client certificates:
+/// the right certificate is accepted, a client refuses a server it cannot
+/// verify. (tonic 0.14.9 reports a server's refusal of its certificate as
+/// UNKNOWN "transport error" or CANCELLED, not UNAVAILABLE: known-failures.toml.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_cases_against_a_server_requiring_client_certificates() {
+    let dir = tls_dir();
+    let identity =
+        load_identity(&dir.join("server.pem"), &dir.join("server.key")).expect("test identity");
+    let ca = std::fs::read(dir.join("ca.pem")).expect("test CA");
+    let server = start_server(ServerOptions {
+        tls: Some(identity),
+        client_ca: Some(tonic::transport::Certificate::from_pem(ca)),
+        ..Default::default()
+    })
+    .await;
+    let clients =
+        Clients::connect(&mtls_options(server.port), SoakOptions::default()).expect("channel");
+    for case in [
+        Case::MtlsAccepted,
+        Case::TlsUntrustedServer,
+        Case::TlsWrongName,
+    ] {
+        let result = run_case(&clients, case).await;
+        assert_eq!(result.outcome, Outcome::Passed, "{}", result.json_line());
+        let names: Vec<&str> = result.checks.keys().map(String::as_str).collect();
+        assert_eq!(names, case.checks(), "{case}");
+    }
+    for case in [Case::MtlsNoClientCert, Case::MtlsOtherCaClient] {
+        let result = run_case(&clients, case).await;
+        assert_eq!(result.checks["status_code"], CheckState::Failed);
+        assert!(
+            result.message.starts_with("EmptyCall status = ")
+                && result.message.ends_with(", want UNAVAILABLE (14)")
+                && !result.message.contains("status = OK"),
+            "refused, with tonic's code: {}",
+            result.message
+        );
+    }
+}
+
+/// The refusal cases fail against a server that does not refuse: their
+/// checks can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_cases_fail_against_a_server_that_accepts_anyone() {
+    let dir = tls_dir();
+    let identity =
+        load_identity(&dir.join("server.pem"), &dir.join("server.key")).expect("test identity");
+    let server = start_server(ServerOptions {
+        tls: Some(identity),
+        ..Default::default()
+    })
+    .await;
+    let clients =
+        Clients::connect(&mtls_options(server.port), SoakOptions::default()).expect("channel");
+    for case in [Case::MtlsNoClientCert, Case::MtlsOtherCaClient] {
+        let result = run_case(&clients, case).await;
+        assert_eq!(result.outcome, Outcome::Failed, "{}", result.json_line());
+        assert_eq!(
+            result.message, "EmptyCall status = OK, want UNAVAILABLE (14)",
+            "{case}"
+        );
+    }
+    // Without the files the case fails, saying what is missing.
+    let bare = Clients::connect(
+        &ClientOptions {
+            tls_cases: Default::default(),
+            ..mtls_options(server.port)
+        },
+        SoakOptions::default(),
+    )
+    .expect("channel");
+    let result = run_case(&bare, Case::TlsUntrustedServer).await;
+    assert_eq!(result.outcome, Outcome::Failed);
+    assert!(
+        result.message.contains("needs INTEROP_TLS_DIR"),
+        "{}",
+        result.message
+    );
 }

@@ -88,6 +88,8 @@ pub struct ServerOptions {
     pub greeting: String,
     /// Certificate chain and key when serving TLS.
     pub tls: Option<Identity>,
+    /// With TLS: require a client certificate chaining to this CA (mutual TLS).
+    pub client_ca: Option<Certificate>,
 }
 
 impl Default for ServerOptions {
@@ -95,7 +97,18 @@ impl Default for ServerOptions {
         Self {
             greeting: "Hello".to_string(),
             tls: None,
+            client_ca: None,
         }
+    }
+}
+
+/// The TLS configuration of `identity`, requiring client certificates that
+/// chain to `client_ca` when given.
+fn tls_config(identity: Identity, client_ca: Option<Certificate>) -> ServerTlsConfig {
+    let config = ServerTlsConfig::new().identity(identity);
+    match client_ca {
+        Some(ca) => config.client_ca_root(ca).client_auth_optional(false),
+        None => config,
     }
 }
 
@@ -192,7 +205,7 @@ pub async fn serve(
     let mut builder = Server::builder();
     if let Some(identity) = options.tls {
         builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
+            .tls_config(tls_config(identity, options.client_ca))
             .map_err(ServerError::Tls)?;
     }
     // serve_with_incoming ignores the builder's TCP settings, so Nagle is turned
@@ -225,6 +238,9 @@ pub struct HealthCheckTls {
     pub ca_pem: Vec<u8>,
     /// Name used for SNI and certificate verification.
     pub server_name: String,
+    /// The client certificate chain and key presented, as PEM (a server
+    /// requiring client certificates).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Why a health check got no serving status back.
@@ -261,6 +277,10 @@ pub async fn health_check(
         let config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&tls.ca_pem))
             .domain_name(tls.server_name.clone());
+        let config = match &tls.identity {
+            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+            None => config,
+        };
         endpoint = endpoint
             .tls_config(config)
             .map_err(HealthCheckError::Channel)?;

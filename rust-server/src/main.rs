@@ -46,6 +46,21 @@ struct Args {
     /// Private key (default `$INTEROP_TLS_DIR/server.key`).
     #[arg(long = "tls_key_file")]
     tls_key_file: Option<PathBuf>,
+    /// With --use_tls: require a client certificate chaining to --client_ca_file (mutual TLS).
+    #[arg(long = "require_client_cert", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    require_client_cert: bool,
+    /// The CA client certificates must chain to (default `$INTEROP_TLS_DIR/ca.pem`).
+    #[arg(long = "client_ca_file")]
+    client_ca_file: Option<PathBuf>,
+    /// `--health_check --use_tls`: present a client certificate.
+    #[arg(long = "use_client_cert", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    use_client_cert: bool,
+    /// The certificate chain --use_client_cert presents (default `$INTEROP_TLS_DIR/client.pem`).
+    #[arg(long = "client_cert_file")]
+    client_cert_file: Option<PathBuf>,
+    /// Its key (default `$INTEROP_TLS_DIR/client.key`).
+    #[arg(long = "client_key_file")]
+    client_key_file: Option<PathBuf>,
     /// First word of every Greeter reply.
     #[arg(long = "greeting", default_value = "Hello")]
     greeting: String,
@@ -77,9 +92,18 @@ fn options(args: &Args) -> anyhow::Result<ServerOptions> {
     } else {
         None
     };
+    let client_ca = if args.use_tls && args.require_client_cert {
+        let ca = tls_path(args.client_ca_file.clone(), "--client_ca_file", "ca.pem")?;
+        let pem = std::fs::read(&ca)
+            .with_context(|| format!("cannot read client CA file {}", ca.display()))?;
+        Some(tonic::transport::Certificate::from_pem(pem))
+    } else {
+        None
+    };
     Ok(ServerOptions {
         greeting: args.greeting.clone(),
         tls,
+        client_ca,
     })
 }
 
@@ -88,13 +112,44 @@ fn options(args: &Args) -> anyhow::Result<ServerOptions> {
 /// itself is 1, the unhealthy status of a Docker HEALTHCHECK.
 async fn check(args: &Args) -> ExitCode {
     let tls = if args.use_tls {
-        let loaded = tls_path(args.tls_ca_file.clone(), "--tls_ca_file", "ca.pem").and_then(|ca| {
-            std::fs::read(&ca).with_context(|| format!("cannot read CA file {}", ca.display()))
+        let read = |flag: Option<PathBuf>, name: &str, file: &str, what: &str| {
+            tls_path(flag, name, file).and_then(|path| {
+                std::fs::read(&path)
+                    .with_context(|| format!("cannot read {what} {}", path.display()))
+            })
+        };
+        let loaded = read(
+            args.tls_ca_file.clone(),
+            "--tls_ca_file",
+            "ca.pem",
+            "CA file",
+        )
+        .and_then(|ca_pem| {
+            let identity = if args.use_client_cert {
+                Some((
+                    read(
+                        args.client_cert_file.clone(),
+                        "--client_cert_file",
+                        "client.pem",
+                        "client certificate",
+                    )?,
+                    read(
+                        args.client_key_file.clone(),
+                        "--client_key_file",
+                        "client.key",
+                        "client key",
+                    )?,
+                ))
+            } else {
+                None
+            };
+            Ok((ca_pem, identity))
         });
         match loaded {
-            Ok(ca_pem) => Some(HealthCheckTls {
+            Ok((ca_pem, identity)) => Some(HealthCheckTls {
                 ca_pem,
                 server_name: args.server_host_override.clone(),
+                identity,
             }),
             Err(error) => {
                 println!("{error:#}");

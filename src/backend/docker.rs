@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::{
     Backend, BackendError, BoxFuture, ClientHandle, Exit, Next, ServerHandle, Settings, Target,
-    client_argv,
+    Transport, client_argv, transport_args,
 };
 use crate::cases::Case;
 use crate::manifest::{DEFAULT_TLS_NAME, DockerSpec, Implementation, Ready, Template};
@@ -382,6 +382,7 @@ impl Backend for Docker {
     fn start_server<'a>(
         &'a self,
         imp: &'a Implementation,
+        transport: Transport,
     ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, BackendError>> {
         Box::pin(async move {
             let spec = self.spec(imp)?;
@@ -395,9 +396,16 @@ impl Backend for Docker {
                 ..Template::default()
             };
             let mut argv = template.expand(&spec.server);
-            if self.settings.tls {
-                argv.extend(template.expand(spec.server_tls.as_ref().unwrap_or(&role.tls)));
-            }
+            argv.extend(
+                transport_args(
+                    role,
+                    &template,
+                    spec.server_tls.as_ref().unwrap_or(&role.tls),
+                    transport,
+                    "server",
+                )
+                .map_err(|e| BackendError::Config(format!("server {}: {e}", imp.name)))?,
+            );
             // A server that announces readiness is waited for by its line; one
             // that only accepts connections, by connecting (below).
             let wait = match role.ready {
@@ -469,6 +477,7 @@ impl Backend for Docker {
         server: &'a str,
         target: &'a Target,
         cases: &'a [Case],
+        transport: Transport,
     ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, BackendError>> {
         Box::pin(async move {
             let spec = self.spec(imp)?;
@@ -485,7 +494,8 @@ impl Backend for Docker {
                 soak: self.settings.soak,
                 ..Template::default()
             };
-            let argv = client_argv(&spec.client, role, &template, self.settings.tls, cases);
+            let argv = client_argv(&spec.client, role, &template, transport, cases)
+                .map_err(|e| BackendError::Config(format!("client {}: {e}", imp.name)))?;
             let name = self.container_name(&format!("client-{}-{server}", imp.name));
             let mut request = self
                 .image(spec)

@@ -30,10 +30,47 @@ pub struct Target {
     pub tls_name: String,
 }
 
+/// How clients and a server talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Transport {
+    /// Plaintext HTTP/2 (h2c).
+    #[default]
+    Plain,
+    /// TLS: clients verify the server.
+    Tls,
+    /// Mutual TLS: the server requires and verifies client certificates too.
+    Mtls,
+}
+
+impl Transport {
+    /// `plaintext`, `tls` or `mtls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Plain => "plaintext",
+            Transport::Tls => "tls",
+            Transport::Mtls => "mtls",
+        }
+    }
+
+    /// The transport a cell of `case` is played over in a run over `run`:
+    /// the `tls` group always against a server requiring client
+    /// certificates, `bad_input` always in plaintext (the bad client speaks
+    /// h2c), every other case as the run says.
+    pub fn for_case(case: Case, run: Transport) -> Transport {
+        match case.group() {
+            crate::cases::CaseGroup::Tls => Transport::Mtls,
+            crate::cases::CaseGroup::BadInput => Transport::Plain,
+            _ => run,
+        }
+    }
+}
+
 /// Run-wide settings a backend needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub tls: bool,
+    /// The transport of the run (the cases of the `tls` and `bad_input`
+    /// groups have their own, see [`Transport::for_case`]).
+    pub transport: Transport,
     /// How long a server may take to announce readiness.
     pub ready_timeout: Duration,
     /// How long one build step may take.
@@ -73,6 +110,10 @@ pub trait ServerHandle: Send {
     fn logs(&self, lines: usize) -> Vec<String>;
     /// Stops it and releases everything it holds.
     fn stop(&mut self) -> BoxFuture<'_, ()>;
+    /// Its resident memory in KiB, where the backend can see it.
+    fn memory_kib(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A running client process.
@@ -93,18 +134,22 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Builds what the implementation needs.
     fn prepare<'a>(&'a self, imp: &'a Implementation) -> BoxFuture<'a, Result<(), BackendError>>;
-    /// Starts the implementation's server and waits until it is ready.
+    /// Starts the implementation's server over `transport` and waits until
+    /// it is ready.
     fn start_server<'a>(
         &'a self,
         imp: &'a Implementation,
+        transport: Transport,
     ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, BackendError>>;
-    /// Starts the implementation's client on `cases` against `target`.
+    /// Starts the implementation's client on `cases` against `target`, over
+    /// `transport`.
     fn start_client<'a>(
         &'a self,
         imp: &'a Implementation,
         server: &'a str,
         target: &'a Target,
         cases: &'a [Case],
+        transport: Transport,
     ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, BackendError>>;
     /// Releases run-wide resources (networks, ...). Called on every exit path.
     fn finish(&self) -> BoxFuture<'_, ()> {
@@ -113,25 +158,56 @@ pub trait Backend: Send + Sync {
 }
 
 /// The arguments of a client: its command, then its TLS arguments with
-/// TLS, then its soak arguments when a soak case is among `cases`.
+/// TLS (and its mutual-TLS ones with mTLS), then its soak arguments when a
+/// soak case is among `cases`.
 pub fn client_argv(
     command: &[String],
     role: &crate::manifest::Role,
     template: &crate::manifest::Template,
-    tls: bool,
+    transport: Transport,
     cases: &[Case],
-) -> Vec<String> {
+) -> Result<Vec<String>, BackendError> {
     let mut argv = template.expand(command);
-    if tls {
-        argv.extend(template.expand(&role.tls));
-    }
+    argv.extend(transport_args(
+        role, template, &role.tls, transport, "client",
+    )?);
     if cases
         .iter()
         .any(|c| c.group() == crate::cases::CaseGroup::Soak)
     {
         argv.extend(template.expand(&role.soak));
     }
-    argv
+    Ok(argv)
+}
+
+/// The arguments `transport` adds to a side: none in plaintext, `tls` with
+/// TLS, `tls` then the role's `mtls` with mutual TLS (an error when the
+/// role has none).
+pub fn transport_args(
+    role: &crate::manifest::Role,
+    template: &crate::manifest::Template,
+    tls: &[String],
+    transport: Transport,
+    side: &str,
+) -> Result<Vec<String>, BackendError> {
+    let mut argv = Vec::new();
+    if transport != Transport::Plain {
+        if tls.is_empty() {
+            return Err(BackendError::Config(format!(
+                "this {side} has no TLS arguments (`tls` of its manifest)"
+            )));
+        }
+        argv.extend(template.expand(tls));
+    }
+    if transport == Transport::Mtls {
+        let Some(mtls) = &role.mtls else {
+            return Err(BackendError::Config(format!(
+                "this {side} cannot do mutual TLS (no `mtls` in its manifest)"
+            )));
+        };
+        argv.extend(template.expand(mtls));
+    }
+    Ok(argv)
 }
 
 /// Formats the last lines of a log for a failure report.

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{
     Backend, BackendError, BoxFuture, ClientHandle, Exit, Next, ServerHandle, Settings, Target,
-    client_argv,
+    Transport, client_argv, transport_args,
 };
 use crate::cases::Case;
 use crate::manifest::{DEFAULT_TLS_CA, DEFAULT_TLS_NAME, Implementation, Ready, Role, Template};
@@ -70,6 +70,15 @@ fn tls_of(role: &Role, template: &Template) -> (String, String) {
         .clone()
         .unwrap_or_else(|| DEFAULT_TLS_NAME.to_string());
     (ca, name)
+}
+
+/// The resident memory (VmRSS) of process `pid`, in KiB, from /proc.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A port that is free now: bound and released.
@@ -176,6 +185,7 @@ impl Backend for Native {
     fn start_server<'a>(
         &'a self,
         imp: &'a Implementation,
+        transport: Transport,
     ) -> BoxFuture<'a, Result<Box<dyn ServerHandle>, BackendError>> {
         Box::pin(async move {
             let role = imp
@@ -195,10 +205,14 @@ impl Backend for Native {
                 ..self.template()
             };
             let mut argv = template.expand(&role.command);
-            if self.settings.tls {
-                argv.extend(template.expand(&role.tls));
-            }
-            let name = format!("server {}", imp.name);
+            argv.extend(
+                transport_args(role, &template, &role.tls, transport, "server")
+                    .map_err(|e| BackendError::Config(format!("server {}: {e}", imp.name)))?,
+            );
+            let name = match transport {
+                Transport::Plain => format!("server {}", imp.name),
+                other => format!("server {} ({})", imp.name, other.name()),
+            };
             let mut child = Child::spawn(Spec {
                 name: name.clone(),
                 argv: &argv,
@@ -256,6 +270,7 @@ impl Backend for Native {
         server: &'a str,
         target: &'a Target,
         cases: &'a [Case],
+        transport: Transport,
     ) -> BoxFuture<'a, Result<Box<dyn ClientHandle>, BackendError>> {
         Box::pin(async move {
             let role = imp
@@ -270,7 +285,8 @@ impl Backend for Native {
                 tls_name: target.tls_name.clone(),
                 ..self.template()
             };
-            let argv = client_argv(&role.command, role, &template, self.settings.tls, cases);
+            let argv = client_argv(&role.command, role, &template, transport, cases)
+                .map_err(|e| BackendError::Config(format!("client {}: {e}", imp.name)))?;
             let child = Child::spawn(Spec {
                 name: format!("client {}→{}", imp.name, server),
                 argv: &argv,
@@ -311,6 +327,10 @@ impl ServerHandle for NativeServer {
 
     fn logs(&self, lines: usize) -> Vec<String> {
         self.child.logs().last(lines)
+    }
+
+    fn memory_kib(&self) -> Option<u64> {
+        self.child.pid().and_then(resident_kib)
     }
 
     fn stop(&mut self) -> BoxFuture<'_, ()> {

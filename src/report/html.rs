@@ -275,6 +275,26 @@ pub fn render(info: Option<&RunInfo>, run: Finished<'_>) -> String {
         }
         let _ = writeln!(h, "</ul>");
     }
+    let bad_input: Vec<(&CellResult, String)> = results
+        .iter()
+        .filter_map(|r| crate::model::bad_input_text(r).map(|t| (r, t)))
+        .collect();
+    if !bad_input.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2 id=\"bad-input\">bad input: answers and server memory</h2><ul class=\"bad-input\">"
+        );
+        for (r, text) in bad_input {
+            let _ = writeln!(
+                h,
+                "<li><code>{}</code> {}: {}</li>",
+                escape(&r.id.path()),
+                r.outcome.words(),
+                escape(&text)
+            );
+        }
+        let _ = writeln!(h, "</ul>");
+    }
     let not_checked = crate::model::not_checked_reasons(results);
     if !not_checked.is_empty() {
         let _ = writeln!(

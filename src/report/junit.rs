@@ -73,6 +73,9 @@ fn properties(r: &CellResult) -> Vec<(String, String)> {
     for (name, value) in &r.metrics {
         props.push((format!("metric.{name}"), value.to_string()));
     }
+    for (name, value) in &r.observed {
+        props.push((format!("observed.{name}"), value.clone()));
+    }
     if let Some(how) = r.reported_by {
         props.push(("reported_by".to_string(), how.to_string()));
     }

@@ -288,6 +288,17 @@ pub fn render(
             writeln!(out, "  {} {}: {text}", r.id, r.outcome.mark())?;
         }
     }
+    let bad_input: Vec<(&CellResult, String)> = results
+        .iter()
+        .filter_map(|r| crate::model::bad_input_text(r).map(|t| (r, t)))
+        .collect();
+    if !bad_input.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "bad input (answers and server memory):")?;
+        for (r, text) in bad_input {
+            writeln!(out, "  {} {}: {text}", r.id, r.outcome.mark())?;
+        }
+    }
     let not_checked = crate::model::not_checked_reasons(results);
     if !not_checked.is_empty() {
         writeln!(out)?;

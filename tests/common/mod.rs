@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use grpc_interop::backend::native::Native;
-use grpc_interop::backend::{Backend, Settings};
+use grpc_interop::backend::{Backend, Settings, Transport};
+use grpc_interop::baselines::Baselines;
 use grpc_interop::manifest::{self, Implementation};
 use grpc_interop::model::{CellResult, Event, Reporter};
 use grpc_interop::runner::{self, Options, Sink, Summary};
@@ -31,8 +32,16 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 pub fn settings(tls: bool) -> Settings {
+    settings_over(if tls {
+        Transport::Tls
+    } else {
+        Transport::Plain
+    })
+}
+
+pub fn settings_over(transport: Transport) -> Settings {
     Settings {
-        tls,
+        transport,
         ready_timeout: Duration::from_secs(60),
         build_timeout: Duration::from_secs(40 * 60),
         stop_grace: Duration::from_secs(2),
@@ -84,9 +93,31 @@ pub async fn run_native(
     tls: bool,
     extra: Vec<Box<dyn Reporter>>,
 ) -> Summary {
+    let transport = if tls {
+        Transport::Tls
+    } else {
+        Transport::Plain
+    };
+    run_native_over(impls, selection, opts, transport, extra).await
+}
+
+/// Runs `plan` natively over `transport`, with the shipped baselines.
+pub async fn run_native_over(
+    impls: &[Implementation],
+    selection: Selection,
+    opts: Options,
+    transport: Transport,
+    extra: Vec<Box<dyn Reporter>>,
+) -> Summary {
     let plan = Plan::new(impls, &selection).expect("valid selection");
-    let backend: Arc<dyn Backend> = Arc::new(Native::new(&root(), settings(tls)));
+    let backend: Arc<dyn Backend> = Arc::new(Native::new(&root(), settings_over(transport)));
     let sink = Arc::new(Sink::new(extra, known_failures()));
+    let opts = Options {
+        transport,
+        baselines: Baselines::load(&root().join(grpc_interop::baselines::FILE))
+            .expect("the baselines load"),
+        ..opts
+    };
     runner::run(backend, impls, &plan, &opts, sink, CancellationToken::new()).await
 }
 

@@ -14,7 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -259,6 +261,141 @@ func TestSoakResultLines(t *testing.T) {
 	for _, l := range got[1:3] {
 		if !line.MatchString(l) {
 			t.Errorf("result line %s\ndoes not match %s", l, line)
+		}
+	}
+}
+
+// TestClientCertFlags checks the defaults and forms of --use_client_cert,
+// --client_cert_file and --client_key_file.
+func TestClientCertFlags(t *testing.T) {
+	t.Setenv("INTEROP_TLS_DIR", "/some/tls")
+	o, err := parseFlags([]string{"--server_port", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.useClientCert || o.clientCert != "/some/tls/client.pem" || o.clientKey != "/some/tls/client.key" {
+		t.Errorf("defaults: use_client_cert %t, client_cert_file %q, client_key_file %q; want false, /some/tls/client.pem, /some/tls/client.key",
+			o.useClientCert, o.clientCert, o.clientKey)
+	}
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--use_client_cert"}, true},
+		{[]string{"--use_client_cert=true"}, true},
+		{[]string{"--use_client_cert=false"}, false},
+	} {
+		o, err := parseFlags(append([]string{"--server_port", "1"}, tt.args...))
+		if err != nil || o.useClientCert != tt.want {
+			t.Errorf("parseFlags(%q): use_client_cert %t, %v; want %t", tt.args, o.useClientCert, err, tt.want)
+		}
+	}
+	o, err = parseFlags([]string{"--server_port", "1", "--client_cert_file", "a.pem", "--client_key_file", "a.key"})
+	if err != nil || o.clientCert != "a.pem" || o.clientKey != "a.key" {
+		t.Errorf("given files: %q %q, %v; want a.pem a.key", o.clientCert, o.clientKey, err)
+	}
+	t.Setenv("INTEROP_TLS_DIR", "")
+	if o, err := parseFlags([]string{"--server_port", "1"}); err != nil || o.clientCert != "" || o.clientKey != "" {
+		t.Errorf("without INTEROP_TLS_DIR: %q %q, %v; want no default files", o.clientCert, o.clientKey, err)
+	}
+}
+
+// serveMTLS starts an interop server with the test certificate that
+// requires a client certificate of the CA clientCA, as the server's
+// --use_tls --require_client_cert --client_ca_file do, and returns its port.
+func serveMTLS(t *testing.T, clientCA string) string {
+	t.Helper()
+	creds, err := interop.ServerTLS{
+		CertFile:          filepath.Join(tlsDir, "server.pem"),
+		KeyFile:           filepath.Join(tlsDir, "server.key"),
+		RequireClientCert: true,
+		ClientCAFile:      clientCA,
+	}.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := interop.NewServer(interop.DefaultGreeting, grpc.Creds(creds))
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+}
+
+// TestMutualTLS checks that --use_client_cert presents the certificate of
+// --client_cert_file on the client's channel, and only with --use_tls.
+func TestMutualTLS(t *testing.T) {
+	t.Setenv("INTEROP_TLS_DIR", tlsDir)
+	port := serveMTLS(t, filepath.Join(tlsDir, "ca.pem"))
+	base := []string{"--server_host", "127.0.0.1", "--server_port", port, "--test_case", "empty_unary", "--use_tls", "--use_test_ca"}
+	unavailable := regexp.MustCompile(`^EmptyCall ended with status Unavailable ".*", want OK$`)
+	for _, tt := range []struct {
+		name string
+		args []string
+		pass bool
+	}{
+		{"client certificate from INTEROP_TLS_DIR", []string{"--use_client_cert"}, true},
+		{"client certificate given", []string{"--use_client_cert=true", "--client_cert_file", filepath.Join(tlsDir, "client.pem"), "--client_key_file", filepath.Join(tlsDir, "client.key")}, true},
+		{"no client certificate", nil, false},
+		{"use_client_cert=false", []string{"--use_client_cert=false"}, false},
+		{"client certificate of another CA", []string{"--use_client_cert", "--client_cert_file", filepath.Join(tlsDir, "other-client.pem"), "--client_key_file", filepath.Join(tlsDir, "other-client.key")}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := resultOf(t, append(slices.Clone(base), tt.args...)...)
+			if tt.pass && res.Outcome != interop.OutcomePassed {
+				t.Errorf("empty_unary = %s %q, want passed", res.Outcome, res.Message)
+			}
+			if !tt.pass && (res.Outcome != interop.OutcomeFailed || !unavailable.MatchString(res.Message)) {
+				t.Errorf("empty_unary = %s %q, want failed with status Unavailable (handshake refused)", res.Outcome, res.Message)
+			}
+		})
+	}
+
+	// Without --use_tls the flag changes nothing: plaintext, no files read.
+	plain := serve(t, interop.DefaultGreeting)
+	res := resultOf(t, "--server_host", "127.0.0.1", "--server_port", plain, "--test_case", "empty_unary", "--use_client_cert", "--client_cert_file", "/nonexistent.pem")
+	if res.Outcome != interop.OutcomePassed {
+		t.Errorf("empty_unary with --use_client_cert, without --use_tls = %s %q, want passed over plaintext", res.Outcome, res.Message)
+	}
+}
+
+// TestTLSCasesThroughClient runs the tls cases as the runner does (the
+// client's tls and mtls arguments, a server with --use_tls
+// --require_client_cert): all pass. They make TLS channels of their own
+// whatever --use_tls says, so they pass without it too.
+func TestTLSCasesThroughClient(t *testing.T) {
+	t.Setenv("INTEROP_TLS_DIR", tlsDir)
+	port := serveMTLS(t, filepath.Join(tlsDir, "ca.pem"))
+	names := []string{"mtls_accepted", "tls_untrusted_server", "tls_wrong_name", "mtls_no_client_cert", "mtls_other_ca_client"}
+	for _, tlsArgs := range [][]string{
+		{"--use_tls", "--use_test_ca", "--ca_file", filepath.Join(tlsDir, "ca.pem"), "--server_host_override", "foo.test.google.fr", "--use_client_cert"},
+		{"--server_host_override", "foo.test.google.fr"},
+	} {
+		var out strings.Builder
+		args := append([]string{"--server_host", "127.0.0.1", "--server_port", port, "--test_case", strings.Join(names, ",")}, tlsArgs...)
+		failed, err := run(args, &out)
+		if err != nil || failed {
+			t.Errorf("run(%q) = failed %t, %v; want every tls case passed:\n%s", args, failed, err, out.String())
+			continue
+		}
+		got := lines(t, out.String())
+		if len(got) != len(names)+2 {
+			t.Fatalf("run(%q) printed %d lines, want %d:\n%s", args, len(got), len(names)+2, out.String())
+		}
+		for i, line := range got[1 : len(names)+1] {
+			var res interop.Result
+			if err := json.Unmarshal([]byte(line), &res); err != nil {
+				t.Fatal(err)
+			}
+			check := "status_code"
+			if names[i] == "mtls_accepted" {
+				check = "status"
+			}
+			if res.Case != names[i] || res.Outcome != interop.OutcomePassed || !reflect.DeepEqual(res.Checks, map[string]string{check: interop.CheckPassed}) {
+				t.Errorf("result %d = %s %s %v, want %s passed with %s", i+1, res.Case, res.Outcome, res.Checks, names[i], check)
+			}
 		}
 	}
 }

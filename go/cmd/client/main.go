@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -49,10 +51,10 @@ func main() {
 	}
 }
 
-// caDefault is $INTEROP_TLS_DIR/ca.pem, or "" when it is not set.
-func caDefault() string {
+// tlsDefault is a file of $INTEROP_TLS_DIR, or "" when it is not set.
+func tlsDefault(name string) string {
 	if dir := os.Getenv("INTEROP_TLS_DIR"); dir != "" {
-		return filepath.Join(dir, "ca.pem")
+		return filepath.Join(dir, name)
 	}
 	return ""
 }
@@ -66,8 +68,12 @@ type options struct {
 	useTestCA  bool
 	caFile     string
 	serverName string // --server_host_override, or --server_host when that is empty
-	soak       interop.SoakConfig
-	resultFile string
+	// useClientCert presents clientCert/clientKey on the channel (--use_client_cert).
+	useClientCert bool
+	clientCert    string
+	clientKey     string
+	soak          interop.SoakConfig
+	resultFile    string
 }
 
 // parseFlags reads the flags of CONTRACT.md's "Client" section. Every
@@ -80,8 +86,11 @@ func parseFlags(args []string) (*options, error) {
 	testCase := fs.String("test_case", "all", `case name, comma-separated list of names, or "all"`)
 	useTLS := fs.Bool("use_tls", false, "connect with TLS")
 	useTestCA := fs.Bool("use_test_ca", false, "with --use_tls: trust only the CA of --ca_file instead of the system roots")
-	caFile := fs.String("ca_file", caDefault(), "the CA certificate --use_test_ca trusts")
+	caFile := fs.String("ca_file", tlsDefault("ca.pem"), "the CA certificate --use_test_ca trusts")
 	override := fs.String("server_host_override", "", "name for TLS server name indication and certificate verification (default: --server_host)")
+	useClientCert := fs.Bool("use_client_cert", false, "with --use_tls: present a client certificate (mutual TLS)")
+	clientCert := fs.String("client_cert_file", tlsDefault("client.pem"), "certificate chain --use_client_cert presents")
+	clientKey := fs.String("client_key_file", tlsDefault("client.key"), "private key of --client_cert_file")
 	def := interop.DefaultSoakConfig()
 	iterations := fs.Int("soak_iterations", def.Iterations, "rpc_soak, channel_soak: how many RPCs")
 	maxFailures := fs.Int("soak_max_failures", def.MaxFailures, "how many soak RPCs may fail")
@@ -111,13 +120,16 @@ func parseFlags(args []string) (*options, error) {
 		return nil, err
 	}
 	o := &options{
-		host:       *host,
-		port:       *port,
-		cases:      cases,
-		useTLS:     *useTLS,
-		useTestCA:  *useTestCA,
-		caFile:     *caFile,
-		serverName: *override,
+		host:          *host,
+		port:          *port,
+		cases:         cases,
+		useTLS:        *useTLS,
+		useTestCA:     *useTestCA,
+		caFile:        *caFile,
+		serverName:    *override,
+		useClientCert: *useClientCert,
+		clientCert:    *clientCert,
+		clientKey:     *clientKey,
 		soak: interop.SoakConfig{
 			Iterations:             *iterations,
 			MaxFailures:            *maxFailures,
@@ -139,31 +151,55 @@ func parseFlags(args []string) (*options, error) {
 
 // transportCredentials are the channel's credentials: plaintext, or with
 // --use_tls TLS for o.serverName trusting the CA of --ca_file
-// (--use_test_ca) or the system's roots.
+// (--use_test_ca) or the system's roots, presenting the client certificate
+// of --client_cert_file with --use_client_cert.
 func (o *options) transportCredentials() (credentials.TransportCredentials, error) {
 	if !o.useTLS {
 		return insecure.NewCredentials(), nil
 	}
-	var roots *x509.CertPool
+	cfg := &tls.Config{ServerName: o.serverName}
 	if o.useTestCA {
 		if o.caFile == "" {
 			return nil, errors.New("--use_test_ca needs --ca_file (or INTEROP_TLS_DIR)")
 		}
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.caFile)
+		var err error
+		if cfg.RootCAs, err = interop.LoadCertPool(o.caFile); err != nil {
+			return nil, err
 		}
 	} else {
 		var err error
-		if roots, err = x509.SystemCertPool(); err != nil {
+		if cfg.RootCAs, err = x509.SystemCertPool(); err != nil {
 			return nil, fmt.Errorf("system root certificates: %w", err)
 		}
 	}
-	return credentials.NewClientTLSFromCert(roots, o.serverName), nil
+	if o.useClientCert {
+		if o.clientCert == "" || o.clientKey == "" {
+			return nil, errors.New("--use_client_cert needs --client_cert_file and --client_key_file (or INTEROP_TLS_DIR)")
+		}
+		cert, err := interop.LoadKeyPair(o.clientCert, o.clientKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// tlsCaseConfig loads what the tls cases need when any is to run (nil when
+// none is): they always use TLS, with --ca_file, --server_host_override,
+// --client_cert_file and --client_key_file, and the other-* files of
+// $INTEROP_TLS_DIR, whatever --use_tls, --use_test_ca and --use_client_cert
+// say, so that each refusal differs from mtls_accepted in one thing only.
+func (o *options) tlsCaseConfig() (*interop.TLSCaseConfig, error) {
+	if !slices.ContainsFunc(o.cases, func(c interop.Case) bool { return c.Group == interop.GroupTLS }) {
+		return nil, nil
+	}
+	return interop.LoadTLSCaseConfig(o.serverName, interop.TLSCaseFiles{
+		CAFile:   o.caFile,
+		CertFile: o.clientCert,
+		KeyFile:  o.clientKey,
+		Dir:      os.Getenv("INTEROP_TLS_DIR"),
+	})
 }
 
 // run runs the cases the flags name and prints their results on out. It
@@ -180,6 +216,10 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	if err != nil {
 		return false, usageError{err}
 	}
+	tlsCases, err := o.tlsCaseConfig()
+	if err != nil {
+		return false, usageError{err}
+	}
 	target := net.JoinHostPort(o.host, strconv.Itoa(o.port))
 	// channel_soak makes its channels with the same target and options.
 	cc, clients, err := interop.NewChannel(target, append(interop.DialOptions(), grpc.WithTransportCredentials(creds))...)
@@ -188,6 +228,7 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	}
 	defer func() { _ = cc.Close() }()
 	clients.Soak = o.soak
+	clients.TLS = tlsCases
 
 	// Opened last, so a usage error above leaves an existing file alone.
 	var file *os.File

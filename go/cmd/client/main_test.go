@@ -34,6 +34,13 @@ func TestBadUsageIsExitTwo(t *testing.T) {
 		{"--server_port", "1", "--soak_iterations", "ten"},
 		{"--server_port", "1", "--no_such_flag"},
 		{"--server_port", "1", "extra"},
+		{"--server_port", "1", "--use_client_cert=maybe"},
+		{"--server_port", "1", "--use_tls", "--use_client_cert", "--client_cert_file", "/nonexistent/client.pem", "--client_key_file", "/nonexistent/client.key"},
+		{"--server_port", "1", "--use_tls", "--use_client_cert", "--client_cert_file", "main_test.go", "--client_key_file", "main_test.go"}, // no PEM in it
+		{"--server_port", "1", "--use_tls", "--use_client_cert", "--client_cert_file=", "--client_key_file="},
+		{"--server_port", "1", "--test_case", "mtls_accepted", "--ca_file", "/nonexistent/ca.pem"},
+		{"--server_port", "1", "--test_case", "tls_wrong_name", "--client_key_file", "/nonexistent/client.key"},
+		{"--server_port", "1", "--test_case", "empty_unary,oversized_request"}, // the bad client's case
 	} {
 		var out strings.Builder
 		_, err := run(args, &out)
@@ -149,5 +156,34 @@ func TestResultFileCannotBeCreated(t *testing.T) {
 	var ue usageError
 	if !errors.As(err, &ue) || out.Len() != 0 {
 		t.Errorf("run = %v, printed %q; want a usage error (exit 2) and nothing printed", err, out.String())
+	}
+}
+
+// TestTLSCasesNeedTheirFiles checks that a tls case asked for without the
+// files it reads is bad usage, found before anything is printed, while the
+// other cases do not need them.
+func TestTLSCasesNeedTheirFiles(t *testing.T) {
+	tls := filepath.Join("..", "..", "..", "testdata", "tls")
+	for _, tt := range []struct {
+		name string
+		dir  string
+		args []string
+		want string
+	}{
+		{"no INTEROP_TLS_DIR", "", []string{"--ca_file", filepath.Join(tls, "ca.pem"), "--client_cert_file", filepath.Join(tls, "client.pem"), "--client_key_file", filepath.Join(tls, "client.key")}, "INTEROP_TLS_DIR"},
+		{"INTEROP_TLS_DIR without the other-* files", t.TempDir(), []string{"--ca_file", filepath.Join(tls, "ca.pem"), "--client_cert_file", filepath.Join(tls, "client.pem"), "--client_key_file", filepath.Join(tls, "client.key")}, "other-ca.pem"},
+	} {
+		t.Setenv("INTEROP_TLS_DIR", tt.dir)
+		var out strings.Builder
+		_, err := run(append([]string{"--server_port", "1", "--test_case", "empty_unary,mtls_no_client_cert"}, tt.args...), &out)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.want) || out.Len() != 0 {
+			t.Errorf("%s: run = %v, printed %q; want a usage error naming %s, nothing printed", tt.name, err, out.String(), tt.want)
+		}
+	}
+	t.Setenv("INTEROP_TLS_DIR", "")
+	port := serve(t, interop.DefaultGreeting)
+	if res := resultOf(t, "--server_host", "127.0.0.1", "--server_port", port, "--test_case", "empty_unary"); res.Outcome != interop.OutcomePassed {
+		t.Errorf("empty_unary without INTEROP_TLS_DIR = %s %q, want passed", res.Outcome, res.Message)
 	}
 }

@@ -4,14 +4,19 @@
 // Exit status: 0 after SIGTERM or SIGINT, 2 on bad flags or when it cannot
 // listen.
 //
+// With --use_tls --require_client_cert it serves mutual TLS: the handshake
+// requires a client certificate that chains to --client_ca_file.
+//
 // With --health_check it does not serve: it asks the server already running
 // on --port of 127.0.0.1 for its health, prints one line (SERVING, another
 // status, or why none came back) and exits 0 only when SERVING, else 1 (the
-// contract of a Docker HEALTHCHECK command).
+// contract of a Docker HEALTHCHECK command). --use_client_cert makes it
+// present a client certificate, to check a server that requires one.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -89,10 +94,15 @@ func run(args []string, out io.Writer) error {
 	useTLS := fs.Bool("use_tls", false, "serve TLS")
 	certFile := fs.String("tls_cert_file", tlsDefault("server.pem"), "certificate chain for --use_tls")
 	keyFile := fs.String("tls_key_file", tlsDefault("server.key"), "private key for --use_tls")
+	requireClientCert := fs.Bool("require_client_cert", false, "with --use_tls: mutual TLS, the handshake requires a client certificate that chains to --client_ca_file")
+	clientCAFile := fs.String("client_ca_file", tlsDefault("ca.pem"), "the CA client certificates must chain to, for --require_client_cert")
 	greeting := fs.String("greeting", interop.DefaultGreeting, "first word of every Greeter reply")
 	healthCheck := fs.Bool("health_check", false, "do not serve: check the health of the server on --port of 127.0.0.1")
 	caFile := fs.String("tls_ca_file", tlsDefault("ca.pem"), "CA trusted by --health_check --use_tls")
 	override := fs.String("server_host_override", "foo.test.google.fr", "server name checked by --health_check --use_tls")
+	useClientCert := fs.Bool("use_client_cert", false, "--health_check --use_tls: present a client certificate, for a server with --require_client_cert")
+	clientCert := fs.String("client_cert_file", tlsDefault("client.pem"), "certificate chain --health_check --use_client_cert presents")
+	clientKey := fs.String("client_key_file", tlsDefault("client.key"), "private key of --client_cert_file")
 	// The flag package prints a multi-line usage on errors; the contract
 	// wants one line, so errors are returned and usage shown only for -h.
 	fs.SetOutput(io.Discard)
@@ -113,19 +123,33 @@ func run(args []string, out io.Writer) error {
 		if *port == 0 {
 			return errors.New("--health_check needs --port of the running server")
 		}
-		return checkHealth(out, *port, *useTLS, *caFile, *override)
+		return checkHealth(out, healthCheckOptions{
+			port:          *port,
+			useTLS:        *useTLS,
+			caFile:        *caFile,
+			serverName:    *override,
+			useClientCert: *useClientCert,
+			clientCert:    *clientCert,
+			clientKey:     *clientKey,
+		})
 	}
 
 	var opts []grpc.ServerOption
 	if *useTLS {
-		if *certFile == "" || *keyFile == "" {
-			return errors.New("--use_tls needs --tls_cert_file and --tls_key_file (or INTEROP_TLS_DIR)")
-		}
-		creds, err := credentials.NewServerTLSFromFile(*certFile, *keyFile)
+		creds, err := interop.ServerTLS{
+			CertFile:          *certFile,
+			KeyFile:           *keyFile,
+			RequireClientCert: *requireClientCert,
+			ClientCAFile:      *clientCAFile,
+		}.Credentials()
 		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
+			return err
 		}
 		opts = append(opts, grpc.Creds(creds))
+	} else if *requireClientCert {
+		// The contract's flag means mutual TLS "with --use_tls"; without it
+		// there is no handshake to ask a certificate in.
+		slog.Warn("--require_client_cert has no effect without --use_tls")
 	}
 
 	lis, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(*port)))
@@ -153,7 +177,7 @@ func run(args []string, out io.Writer) error {
 	if _, err := out.Write(append(line, '\n')); err != nil {
 		return err
 	}
-	slog.Info("listening", "port", bound, "tls", *useTLS, "greeting", *greeting)
+	slog.Info("listening", "port", bound, "tls", *useTLS, "require_client_cert", *useTLS && *requireClientCert, "greeting", *greeting)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -178,24 +202,56 @@ func run(args []string, out io.Writer) error {
 	return nil
 }
 
-// checkHealth prints the overall health status of the server on
-// 127.0.0.1:port, or why there is none, as one line on out; it returns
-// errUnhealthy unless the status is SERVING.
-func checkHealth(out io.Writer, port int, useTLS bool, caFile, serverName string) error {
-	creds := insecure.NewCredentials()
-	if useTLS {
-		var err error
-		if caFile == "" {
-			err = errors.New("--health_check --use_tls needs --tls_ca_file (or INTEROP_TLS_DIR)")
-		} else {
-			creds, err = credentials.NewClientTLSFromFile(caFile, serverName)
-		}
-		if err != nil {
-			fmt.Fprintln(out, err)
-			return errUnhealthy
-		}
+// healthCheckOptions are the flags of --health_check.
+type healthCheckOptions struct {
+	port       int
+	useTLS     bool
+	caFile     string // trusted with useTLS
+	serverName string // verified with useTLS
+	// useClientCert presents clientCert/clientKey with useTLS, so that a
+	// server with --require_client_cert can be checked.
+	useClientCert bool
+	clientCert    string
+	clientKey     string
+}
+
+// credentials are the health check channel's: plaintext, or TLS as the
+// flags say.
+func (o healthCheckOptions) credentials() (credentials.TransportCredentials, error) {
+	if !o.useTLS {
+		return insecure.NewCredentials(), nil
 	}
-	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if o.caFile == "" {
+		return nil, errors.New("--health_check --use_tls needs --tls_ca_file (or INTEROP_TLS_DIR)")
+	}
+	roots, err := interop.LoadCertPool(o.caFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{RootCAs: roots, ServerName: o.serverName}
+	if o.useClientCert {
+		if o.clientCert == "" || o.clientKey == "" {
+			return nil, errors.New("--health_check --use_client_cert needs --client_cert_file and --client_key_file (or INTEROP_TLS_DIR)")
+		}
+		cert, err := interop.LoadKeyPair(o.clientCert, o.clientKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// checkHealth prints the overall health status of the server on
+// 127.0.0.1:o.port, or why there is none, as one line on out; it returns
+// errUnhealthy unless the status is SERVING.
+func checkHealth(out io.Writer, o healthCheckOptions) error {
+	creds, err := o.credentials()
+	if err != nil {
+		fmt.Fprintln(out, err)
+		return errUnhealthy
+	}
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port))
 	st, err := interop.CheckHealth(context.Background(), target, creds)
 	if err != nil {
 		fmt.Fprintln(out, strings.ReplaceAll(err.Error(), "\n", " "))
