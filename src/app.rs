@@ -234,6 +234,11 @@ pub struct ReportArgs {
     /// Cases: comma-separated globs, e.g. `greeter_*,large_unary`.
     #[arg(long)]
     pub case: Option<String>,
+    /// Also play the slow cases (unfinished_prefaces_200, streams_500: many
+    /// connections or streams held for a while), which only a `--case` that
+    /// names them plays otherwise.
+    #[arg(long)]
+    pub slow: bool,
     /// Only shard i of n of the matrix, e.g. `2/4`.
     #[arg(long)]
     pub shard: Option<Shard>,
@@ -327,6 +332,7 @@ pub fn select_where(
             servers: args.server.clone(),
             cases: args.case.clone(),
             shard: args.shard,
+            slow: args.slow,
         };
         let plan = Plan::new(&impls, &selection)?;
         let known = match &args.known_failures {
@@ -673,6 +679,11 @@ pub struct H2specArgs {
     /// h2spec processes at a time against one server (each plays one test).
     #[arg(long, default_value_t = 16)]
     pub jobs: usize,
+    /// Times a test is played again when its result contradicts the
+    /// baseline (with --update-baseline: every test), to tell a change
+    /// from a flaky test.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
     /// Seconds a server may take to announce readiness.
     #[arg(long, default_value_t = 60.0)]
     pub ready_timeout: f64,
@@ -719,6 +730,7 @@ pub async fn h2spec(
             skip_build: args.no_build,
             jobs: args.jobs,
             test_timeout_secs: args.test_timeout,
+            retries: args.retries,
             server_timeout: seconds("timeout", args.timeout)?,
             settings: Settings {
                 transport: crate::backend::Transport::Plain,

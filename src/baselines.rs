@@ -7,6 +7,9 @@
 //! ```toml
 //! [rust]
 //! metadata_64k = "GOAWAY ENHANCE_YOUR_CALM"
+//! [python]
+//! # a server whose answer varies from run to run lists each one it gives
+//! metadata_64k = ["HTTP 200, grpc-status 0", "HTTP 200, grpc-status 8"]
 //! ```
 //!
 //! A played cell whose answer differs from its server's baseline fails: a
@@ -37,10 +40,28 @@ pub enum BaselineError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// One baseline: the answer, or each of the answers a server gives from
+/// run to run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+enum Answers {
+    One(String),
+    Any(Vec<String>),
+}
+
+impl Answers {
+    fn all(&self) -> &[String] {
+        match self {
+            Answers::One(a) => std::slice::from_ref(a),
+            Answers::Any(a) => a,
+        }
+    }
+}
+
 /// Answers by server, then by case.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Baselines {
-    answers: BTreeMap<String, BTreeMap<String, String>>,
+    answers: BTreeMap<String, BTreeMap<String, Answers>>,
 }
 
 impl Baselines {
@@ -51,10 +72,13 @@ impl Baselines {
             path: path.to_path_buf(),
             message,
         };
-        let answers: BTreeMap<String, BTreeMap<String, String>> =
+        let answers: BTreeMap<String, BTreeMap<String, Answers>> =
             toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         for (server, cases) in &answers {
-            for name in cases.keys() {
+            for (name, answers) in cases {
+                if answers.all().is_empty() {
+                    return Err(invalid(format!("[{server}] {name}: no answer listed")));
+                }
                 match name.parse::<Case>() {
                     Ok(case) if case.group() == CaseGroup::BadInput => {}
                     Ok(_) => {
@@ -81,12 +105,9 @@ impl Baselines {
         }
     }
 
-    /// The baseline answer of `server` to `case`.
-    pub fn get(&self, server: &str, case: Case) -> Option<&str> {
-        self.answers
-            .get(server)?
-            .get(case.name())
-            .map(String::as_str)
+    /// The baseline answers of `server` to `case` (one, or each it gives).
+    pub fn get(&self, server: &str, case: Case) -> Option<&[String]> {
+        self.answers.get(server)?.get(case.name()).map(Answers::all)
     }
 
     /// Holds a judged result of `server` against the baseline, when its
@@ -103,9 +124,13 @@ impl Baselines {
             return;
         };
         let problem = match self.get(server, result.id.case) {
-            Some(baseline) if baseline == answer => return,
-            Some(baseline) => format!(
-                "the answer {answer:?} differs from the baseline {baseline:?} of server {server} ({FILE}): \
+            Some(baseline) if baseline.contains(answer) => return,
+            Some([one]) => format!(
+                "the answer {answer:?} differs from the baseline {one:?} of server {server} ({FILE}): \
+                 the spec is silent, so a change either way is news; update the baseline knowingly"
+            ),
+            Some(many) => format!(
+                "the answer {answer:?} is none of the baseline answers {many:?} of server {server} ({FILE}): \
                  the spec is silent, so a change either way is news; update the baseline knowingly"
             ),
             None => format!(
@@ -165,6 +190,25 @@ mod tests {
                 .contains("differs from the baseline \"GOAWAY ENHANCE_YOUR_CALM\""),
             "{}",
             changed.message
+        );
+
+        let b = Baselines::parse(
+            "[rust]\nmetadata_64k = \"GOAWAY ENHANCE_YOUR_CALM\"\n\
+             [python]\nmetadata_64k = [\"HTTP 200, grpc-status 0\", \"HTTP 200, grpc-status 8\"]\n",
+            path,
+        )
+        .unwrap();
+        for answer in ["HTTP 200, grpc-status 0", "HTTP 200, grpc-status 8"] {
+            let mut either = result(answer);
+            b.apply("python", &mut either);
+            assert_eq!(either.outcome, Outcome::PassedPartial, "{answer}");
+        }
+        let mut neither = result("GOAWAY ENHANCE_YOUR_CALM");
+        b.apply("python", &mut neither);
+        assert!(
+            neither.message.contains("none of the baseline answers"),
+            "{}",
+            neither.message
         );
 
         let mut unknown = result("HTTP 200, grpc-status 0");

@@ -172,6 +172,12 @@ impl Case {
             .collect()
     }
 
+    /// A case that holds many connections or streams for a while: played
+    /// when named with `--case`, or with `--slow`, not in the default run.
+    pub fn is_slow(self) -> bool {
+        matches!(self, Case::UnfinishedPrefaces200 | Case::Streams500)
+    }
+
     /// The spec's snake_case name.
     pub fn name(self) -> &'static str {
         self.into()

@@ -133,13 +133,19 @@ pub struct TestResult {
     pub id: String,
     pub description: String,
     pub status: Status,
-    /// Failed: the answers h2spec would have accepted.
+    /// The first attempt that failed: the answers h2spec would have accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected: Vec<String>,
-    /// Failed: what came instead (or why h2spec could not tell).
+    /// The first attempt that failed: what came instead (or why h2spec
+    /// could not tell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual: Option<String>,
     pub seconds: f64,
+    /// The statuses of its later attempts, when it was played again: a
+    /// result that contradicts the baseline is checked before it is
+    /// believed (see [`compare`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Status>,
 }
 
 impl TestResult {
@@ -151,7 +157,26 @@ impl TestResult {
             expected: Vec::new(),
             actual: Some(actual),
             seconds,
+            retries: Vec::new(),
         }
+    }
+
+    /// Every attempt's status, the first one first.
+    pub fn attempts(&self) -> Vec<Status> {
+        std::iter::once(self.status)
+            .chain(self.retries.iter().copied())
+            .collect()
+    }
+
+    /// Passed on every attempt.
+    pub fn passed_every_time(&self) -> bool {
+        self.attempts().iter().all(|s| *s == Status::Passed)
+    }
+
+    /// Passed on some attempts, not on others.
+    pub fn unsteady(&self) -> bool {
+        let attempts = self.attempts();
+        attempts.iter().any(|s| *s == Status::Passed) && !self.passed_every_time()
     }
 }
 
@@ -390,11 +415,16 @@ pub struct Baseline {
     pub h2spec_dependencies: BTreeMap<String, String>,
     pub sections: Vec<String>,
     pub path: String,
-    /// The tests that passed, in h2spec's order.
+    /// The tests that passed on every attempt, in h2spec's order.
     pub passing: Vec<BaselineEntry>,
+    /// Tests seen both passing and not passing: their results are reported,
+    /// not judged. `--update-baseline` keeps them; take one out by hand
+    /// once its library is fixed.
+    #[serde(default)]
+    pub flaky: Vec<BaselineEntry>,
 }
 
-/// One passing test of a baseline.
+/// One test of a baseline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaselineEntry {
@@ -447,6 +477,7 @@ impl Baseline {
         if let Some(dup) = baseline
             .passing
             .iter()
+            .chain(&baseline.flaky)
             .find(|e| !seen.insert(e.id.as_str()))
         {
             return Err(bad(format!("test {} is listed twice", dup.id)));
@@ -454,8 +485,25 @@ impl Baseline {
         Ok(Some(baseline))
     }
 
-    /// The baseline of these results.
-    pub fn of(imp: &Implementation, tool: &Tool, results: &[TestResult]) -> Baseline {
+    /// The baseline of these results: the tests that passed on every
+    /// attempt, and as flaky those that passed on some only, or were flaky
+    /// in `previous`.
+    pub fn of(
+        imp: &Implementation,
+        tool: &Tool,
+        results: &[TestResult],
+        previous: Option<&Baseline>,
+    ) -> Baseline {
+        let was_flaky: BTreeSet<&str> = previous
+            .iter()
+            .flat_map(|b| &b.flaky)
+            .map(|e| e.id.as_str())
+            .collect();
+        let is_flaky = |r: &TestResult| was_flaky.contains(r.id.as_str()) || r.unsteady();
+        let entry = |r: &TestResult| BaselineEntry {
+            id: r.id.clone(),
+            description: r.description.clone(),
+        };
         Baseline {
             schema: BASELINE_SCHEMA.to_string(),
             server: imp.name.clone(),
@@ -466,13 +514,20 @@ impl Baseline {
             path: GRPC_PATH.to_string(),
             passing: results
                 .iter()
-                .filter(|r| r.status == Status::Passed)
-                .map(|r| BaselineEntry {
-                    id: r.id.clone(),
-                    description: r.description.clone(),
-                })
+                .filter(|r| !is_flaky(r) && r.passed_every_time())
+                .map(entry)
                 .collect(),
+            flaky: results.iter().filter(|r| is_flaky(r)).map(entry).collect(),
         }
+    }
+
+    /// True when `result`, as far as it was played, says something else
+    /// than this baseline: worth another attempt before it is believed.
+    pub fn contradicted_by(&self, result: &TestResult) -> bool {
+        let listed = |list: &[BaselineEntry]| list.iter().any(|e| e.id == result.id);
+        !listed(&self.flaky)
+            && !result.unsteady()
+            && listed(&self.passing) != (result.status == Status::Passed)
     }
 
     /// Writes it as pretty JSON with a final newline.
@@ -492,8 +547,9 @@ impl Baseline {
 pub struct Change {
     pub id: String,
     pub description: String,
-    /// What it did now; `None` when h2spec has no such test.
-    pub status: Option<Status>,
+    /// The status of every attempt; none when h2spec has no such test.
+    pub attempts: Vec<Status>,
+    /// The first failed attempt's details.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expected: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -503,41 +559,52 @@ pub struct Change {
 /// Results against a baseline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Comparison {
-    /// In the baseline, not passing now.
+    /// Listed as passing, passed on no attempt: fails the run.
     pub regressions: Vec<Change>,
-    /// Passing now, not in the baseline.
+    /// Not listed, passed on every attempt.
     pub improvements: Vec<Change>,
+    /// Not listed as flaky, passed on some attempts only: reported, not judged.
+    pub unstable: Vec<Change>,
+    /// How many tests the baseline lists as flaky (reported, not judged).
+    pub flaky: usize,
 }
 
-/// Compares `results` with the tests `baseline` says pass.
+/// Compares `results` (with their retries) with `baseline`.
 pub fn compare(baseline: &Baseline, results: &[TestResult]) -> Comparison {
+    let ids = |list: &[BaselineEntry]| -> BTreeSet<String> {
+        list.iter().map(|e| e.id.clone()).collect()
+    };
+    let (passing, flaky) = (ids(&baseline.passing), ids(&baseline.flaky));
     let change = |r: &TestResult| Change {
         id: r.id.clone(),
         description: r.description.clone(),
-        status: Some(r.status),
+        attempts: r.attempts(),
         expected: r.expected.clone(),
         actual: r.actual.clone(),
     };
     let mut comparison = Comparison::default();
-    for entry in &baseline.passing {
-        match results.iter().find(|r| r.id == entry.id) {
-            Some(r) if r.status == Status::Passed => {}
-            Some(r) => comparison.regressions.push(change(r)),
-            None => comparison.regressions.push(Change {
-                id: entry.id.clone(),
-                description: entry.description.clone(),
-                status: None,
-                expected: Vec::new(),
-                actual: Some("h2spec has no test with this id".to_string()),
-            }),
+    for r in results {
+        if flaky.contains(&r.id) {
+            comparison.flaky += 1;
+        } else if r.unsteady() {
+            comparison.unstable.push(change(r));
+        } else if passing.contains(&r.id) && !r.passed_every_time() {
+            comparison.regressions.push(change(r));
+        } else if !passing.contains(&r.id) && r.passed_every_time() {
+            comparison.improvements.push(change(r));
         }
     }
-    let listed: BTreeSet<&str> = baseline.passing.iter().map(|e| e.id.as_str()).collect();
-    comparison.improvements = results
-        .iter()
-        .filter(|r| r.status == Status::Passed && !listed.contains(r.id.as_str()))
-        .map(change)
-        .collect();
+    for entry in baseline.passing.iter().chain(&baseline.flaky) {
+        if !results.iter().any(|r| r.id == entry.id) {
+            comparison.regressions.push(Change {
+                id: entry.id.clone(),
+                description: entry.description.clone(),
+                attempts: Vec::new(),
+                expected: Vec::new(),
+                actual: Some("h2spec has no test with this id".to_string()),
+            });
+        }
+    }
     comparison
 }
 
@@ -572,15 +639,20 @@ pub struct ServerSection {
     pub server: String,
     pub library: String,
     pub counts: Counts,
-    /// Compared with the baseline as it was before this run.
+    /// Compared with the baseline as it was before this run (see [`Comparison`]).
     pub regressions: Vec<Change>,
     pub improvements: Vec<Change>,
+    pub unstable: Vec<Change>,
+    /// Tests the baseline lists as flaky: reported, not judged.
+    pub flaky: usize,
     /// Why the server could not be played (build, start), or what went wrong
     /// around its tests (it exited during the run).
     pub error: Option<String>,
     /// Remarks that do not fail the run (h2spec's dependencies changed).
     pub notes: Vec<String>,
     pub baseline: String,
+    /// There was a baseline to compare with.
+    pub baseline_found: bool,
     /// The baseline was rewritten from these results (`--update-baseline`).
     pub baseline_updated: bool,
     pub seconds: f64,
@@ -595,9 +667,12 @@ impl ServerSection {
             counts: Counts::default(),
             regressions: Vec::new(),
             improvements: Vec::new(),
+            unstable: Vec::new(),
+            flaky: 0,
             error: None,
             notes: Vec::new(),
             baseline: baseline.display().to_string(),
+            baseline_found: false,
             baseline_updated: false,
             seconds: 0.0,
             tests: Vec::new(),
@@ -632,7 +707,7 @@ impl H2specReport {
     }
 
     /// Renders the terminal summary: counts per server, then every
-    /// regression and improvement by id and description.
+    /// regression, improvement and unstable test by id and description.
     pub fn render(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         writeln!(
             out,
@@ -660,28 +735,12 @@ impl H2specReport {
             } else {
                 s.counts.to_string()
             };
-            let verdict = if let Some(e) = &s.error {
-                format!("ERROR: {}", e.lines().next().unwrap_or(""))
-            } else {
-                let mut parts = Vec::new();
-                if !s.regressions.is_empty() {
-                    parts.push(format!("{} REGRESSED", s.regressions.len()));
-                }
-                if !s.improvements.is_empty() {
-                    parts.push(format!("{} improved", s.improvements.len()));
-                }
-                if parts.is_empty() {
-                    parts.push("as recorded".to_string());
-                }
-                if s.baseline_updated {
-                    parts.push("baseline updated".to_string());
-                }
-                parts.join(", ")
-            };
             writeln!(
                 out,
-                "  {:<width$}  {counts:<25}  {verdict}  ({:.1} s)",
-                s.server, s.seconds
+                "  {:<width$}  {counts:<25}  {}  ({:.1} s)",
+                s.server,
+                verdict(s),
+                s.seconds
             )?;
         }
         for s in self.servers.iter().filter(|s| s.error.is_some()) {
@@ -696,7 +755,7 @@ impl H2specReport {
             let how = if s.baseline_updated {
                 "no longer passing; the baseline was updated"
             } else {
-                "in the baseline, no longer passing"
+                "in the baseline, passed on no attempt now"
             };
             writeln!(out, "REGRESSIONS {} ({how}):", s.server)?;
             for c in &s.regressions {
@@ -707,7 +766,7 @@ impl H2specReport {
             writeln!(out)?;
             writeln!(
                 out,
-                "improvements {} (passing, not in the baseline):",
+                "improvements {} (passed on every attempt, not in the baseline):",
                 s.server
             )?;
             for c in &s.improvements {
@@ -717,6 +776,24 @@ impl H2specReport {
                 writeln!(
                     out,
                     "  record them: interop h2spec --server {} --update-baseline",
+                    s.server
+                )?;
+            }
+        }
+        for s in self.servers.iter().filter(|s| !s.unstable.is_empty()) {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "unstable {} (passed on some attempts only; not judged):",
+                s.server
+            )?;
+            for c in &s.unstable {
+                render_change(out, c)?;
+            }
+            if !s.baseline_updated {
+                writeln!(
+                    out,
+                    "  record them as flaky: interop h2spec --server {} --update-baseline",
                     s.server
                 )?;
             }
@@ -757,8 +834,46 @@ impl H2specReport {
     }
 }
 
+/// A server's line of the summary, after its counts.
+fn verdict(s: &ServerSection) -> String {
+    if let Some(e) = &s.error {
+        return format!("ERROR: {}", e.lines().next().unwrap_or(""));
+    }
+    let mut parts = Vec::new();
+    if !s.baseline_found {
+        parts.push("no baseline before".to_string());
+    }
+    if !s.regressions.is_empty() {
+        parts.push(format!("{} REGRESSED", s.regressions.len()));
+    }
+    if !s.improvements.is_empty() {
+        parts.push(format!("{} improved", s.improvements.len()));
+    }
+    if !s.unstable.is_empty() {
+        parts.push(format!("{} unstable", s.unstable.len()));
+    }
+    if parts.is_empty() {
+        parts.push("as recorded".to_string());
+    }
+    if s.flaky > 0 {
+        parts.push(format!("{} flaky not judged", s.flaky));
+    }
+    if s.baseline_updated {
+        parts.push("baseline updated".to_string());
+    }
+    parts.join(", ")
+}
+
 fn render_change(out: &mut dyn std::io::Write, c: &Change) -> std::io::Result<()> {
-    let now = c.status.map_or("not in h2spec's listing", Status::name);
+    let now = if c.attempts.is_empty() {
+        "not in h2spec's listing".to_string()
+    } else {
+        c.attempts
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     writeln!(out, "  {}  {}  (now {now})", c.id, c.description)?;
     if !c.expected.is_empty() {
         writeln!(out, "      expected: {}", c.expected.join(" | "))?;
@@ -784,6 +899,10 @@ pub struct H2specOptions {
     pub jobs: usize,
     /// h2spec's own per-test timeout (`--timeout`), whole seconds.
     pub test_timeout_secs: u32,
+    /// How many more times a test is played when its result contradicts
+    /// the baseline (with `update_baseline`: every test), to tell a change
+    /// from a flaky test.
+    pub retries: u32,
     /// How long all of one server's tests may take.
     pub server_timeout: Duration,
     /// The native backend's settings (servers start in plaintext whatever
@@ -856,21 +975,37 @@ pub async fn run(
         }
         let started = Instant::now();
         let mut section = ServerSection::new(imp, path);
-        let tests = Tests {
-            tool: tool.clone(),
-            listing: listing.clone(),
-            dir: scratch.0.join(&imp.name),
-            jobs: opts.jobs,
-            test_timeout_secs: opts.test_timeout_secs,
-            deadline: Instant::now() + opts.server_timeout,
-            verbose: opts.settings.verbose,
-            root: opts.root.clone(),
+        let rounds = Rounds {
+            tests: Tests {
+                tool: tool.clone(),
+                dir: scratch.0.join(&imp.name),
+                jobs: opts.jobs,
+                test_timeout_secs: opts.test_timeout_secs,
+                deadline: Instant::now() + opts.server_timeout,
+                verbose: opts.settings.verbose,
+                root: opts.root.clone(),
+            },
+            listing: &listing,
+            retries: opts.retries,
+            retry_all: opts.update_baseline,
+            baseline: baseline.as_ref(),
         };
-        play_server(&backend, imp, opts.skip_build, tests, &mut section, &cancel).await;
+        play_server(
+            &backend,
+            imp,
+            opts.skip_build,
+            &rounds,
+            &mut section,
+            &cancel,
+        )
+        .await;
         if let Some(b) = baseline {
             let comparison = compare(b, &section.tests);
             section.regressions = comparison.regressions;
             section.improvements = comparison.improvements;
+            section.unstable = comparison.unstable;
+            section.flaky = comparison.flaky;
+            section.baseline_found = true;
             if b.h2spec_dependencies != tool.dependencies {
                 section.notes.push(format!(
                     "h2spec's dependencies differ from the baseline's: {}",
@@ -880,7 +1015,7 @@ pub async fn run(
         }
         let played_fully = section.error.is_none() && !cancel.is_cancelled();
         if opts.update_baseline && played_fully {
-            Baseline::of(imp, &tool, &section.tests).save(path)?;
+            Baseline::of(imp, &tool, &section.tests, baseline.as_ref()).save(path)?;
             section.baseline_updated = true;
         }
         section.seconds = started.elapsed().as_secs_f64();
@@ -911,7 +1046,7 @@ async fn play_server(
     backend: &Native,
     imp: &Implementation,
     skip_build: bool,
-    tests: Tests,
+    rounds: &Rounds<'_>,
     section: &mut ServerSection,
     cancel: &CancellationToken,
 ) {
@@ -938,7 +1073,7 @@ async fn play_server(
         }
     };
     let port = server.target().port;
-    section.tests = tests.play(&imp.name, port, cancel).await;
+    section.tests = rounds.play(&imp.name, port, cancel).await;
     section.counts = Counts::of(&section.tests);
     let exited = server.exited();
     let logs = server.logs(20);
@@ -1079,7 +1214,6 @@ impl Drop for Scratch {
 #[derive(Clone)]
 struct Tests {
     tool: Tool,
-    listing: Vec<TestInfo>,
     /// Where the JUnit files go.
     dir: PathBuf,
     jobs: usize,
@@ -1090,22 +1224,94 @@ struct Tests {
     root: PathBuf,
 }
 
+/// What became of one test's attempt.
+enum Played {
+    Ran(TestResult),
+    /// Not started, or stopped by an interruption: the reason.
+    NotRun(String),
+}
+
+/// One server's tests: every test once, then again those whose result
+/// needs checking, up to `retries` more times.
+struct Rounds<'a> {
+    tests: Tests,
+    listing: &'a [TestInfo],
+    retries: u32,
+    /// Every test is played again (recording a baseline finds the flaky
+    /// ones); otherwise only those whose result contradicts `baseline`.
+    retry_all: bool,
+    baseline: Option<&'a Baseline>,
+}
+
+impl Rounds<'_> {
+    /// Every test's result, in the listing's order, with its retries.
+    async fn play(&self, server: &str, port: u16, cancel: &CancellationToken) -> Vec<TestResult> {
+        let mut results: Vec<TestResult> = self
+            .tests
+            .play(self.listing, server, port, cancel)
+            .await
+            .into_iter()
+            .zip(self.listing)
+            .map(|(played, test)| match played {
+                Played::Ran(result) => result,
+                Played::NotRun(why) => TestResult::failed(test, format!("not run: {why}"), 0.0),
+            })
+            .collect();
+        for _ in 0..self.retries {
+            let again: Vec<TestInfo> = results
+                .iter()
+                .filter(|r| self.wants_retry(r))
+                .map(|r| TestInfo {
+                    id: r.id.clone(),
+                    description: r.description.clone(),
+                })
+                .collect();
+            if again.is_empty() || cancel.is_cancelled() {
+                break;
+            }
+            let played = self.tests.play(&again, server, port, cancel).await;
+            for (test, played) in again.iter().zip(played) {
+                // A retry that did not run says nothing about the test.
+                if let (Played::Ran(retry), Some(result)) =
+                    (played, results.iter_mut().find(|r| r.id == test.id))
+                {
+                    if result.actual.is_none() && retry.actual.is_some() {
+                        // The first attempt that did not pass tells why.
+                        result.expected = retry.expected;
+                        result.actual = retry.actual;
+                    }
+                    result.retries.push(retry.status);
+                }
+            }
+        }
+        results
+    }
+
+    fn wants_retry(&self, result: &TestResult) -> bool {
+        // Once it has both passed and not, more attempts add nothing.
+        !result.unsteady()
+            && (self.retry_all || self.baseline.is_some_and(|b| b.contradicted_by(result)))
+    }
+}
+
 impl Tests {
-    /// Plays every test against `port`, `jobs` at a time; results in the
-    /// listing's order. Tests not started by the deadline, or when
-    /// cancelled, fail with the reason.
-    async fn play(self, server: &str, port: u16, cancel: &CancellationToken) -> Vec<TestResult> {
+    /// Plays `tests` against `port`, `jobs` at a time; one entry per test,
+    /// in the order of `tests`. Tests not started by the deadline, or when
+    /// cancelled, are not run.
+    async fn play(
+        &self,
+        tests: &[TestInfo],
+        server: &str,
+        port: u16,
+        cancel: &CancellationToken,
+    ) -> Vec<Played> {
         if let Err(e) = std::fs::create_dir_all(&self.dir) {
             let why = format!("cannot create {}: {e}", self.dir.display());
-            return self
-                .listing
-                .iter()
-                .map(|t| TestResult::failed(t, why.clone(), 0.0))
-                .collect();
+            return tests.iter().map(|_| Played::NotRun(why.clone())).collect();
         }
-        let queue: Arc<Mutex<VecDeque<TestInfo>>> =
-            Arc::new(Mutex::new(self.listing.iter().cloned().collect()));
-        let this = Arc::new(self);
+        let queue: Arc<Mutex<VecDeque<(usize, TestInfo)>>> =
+            Arc::new(Mutex::new(tests.iter().cloned().enumerate().collect()));
+        let this = Arc::new(self.clone());
         let mut workers = JoinSet::new();
         for _ in 0..this.jobs.max(1) {
             let (this, queue, cancel) = (this.clone(), queue.clone(), cancel.clone());
@@ -1114,38 +1320,29 @@ impl Tests {
                 let mut done = Vec::new();
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                    let Some(test) = next else { break };
-                    done.push(this.play_one(&server, port, &test, &cancel).await);
+                    let Some((i, test)) = next else { break };
+                    done.push((i, this.play_one(&server, port, &test, &cancel).await));
                 }
                 done
             });
         }
-        let mut results = Vec::new();
+        let mut played: Vec<Option<Played>> = tests.iter().map(|_| None).collect();
         while let Some(joined) = workers.join_next().await {
             match joined {
-                Ok(done) => results.extend(done),
+                Ok(done) => {
+                    for (i, p) in done {
+                        played[i] = Some(p);
+                    }
+                }
                 // A worker that panicked lost its current test; it shows as
-                // missing below, never as a pass.
+                // not run below, never as a pass.
                 Err(e) => tracing::error!("an h2spec worker ended abnormally: {e}"),
             }
         }
-        let order: BTreeMap<&str, usize> = this
-            .listing
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect();
-        for test in &this.listing {
-            if !results.iter().any(|r| r.id == test.id) {
-                results.push(TestResult::failed(
-                    test,
-                    "not run: its worker ended abnormally".to_string(),
-                    0.0,
-                ));
-            }
-        }
-        results.sort_by_key(|r| order.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
-        results
+        played
+            .into_iter()
+            .map(|p| p.unwrap_or_else(|| Played::NotRun("its worker ended abnormally".into())))
+            .collect()
     }
 
     /// One h2spec process for one test.
@@ -1155,17 +1352,13 @@ impl Tests {
         port: u16,
         test: &TestInfo,
         cancel: &CancellationToken,
-    ) -> TestResult {
+    ) -> Played {
         if cancel.is_cancelled() {
-            return TestResult::failed(test, "not run: interrupted".to_string(), 0.0);
+            return Played::NotRun("interrupted".to_string());
         }
         let now = Instant::now();
         if now >= self.deadline {
-            return TestResult::failed(
-                test,
-                "not run: the deadline for this server's tests had passed".to_string(),
-                0.0,
-            );
+            return Played::NotRun("the deadline for this server's tests had passed".to_string());
         }
         // h2spec waits up to its timeout for the connection's SETTINGS and
         // again for each expected frame, two or three waits in all; four and
@@ -1199,7 +1392,7 @@ impl Tests {
             echo_logs: self.verbose,
         }) {
             Ok(child) => child,
-            Err(e) => return TestResult::failed(test, e.to_string(), 0.0),
+            Err(e) => return Played::Ran(TestResult::failed(test, e.to_string(), 0.0)),
         };
         let status = tokio::select! {
             s = child.wait_until(deadline) => s,
@@ -1209,12 +1402,11 @@ impl Tests {
         let Some(status) = status else {
             // h2spec holds nothing worth a long grace period.
             child.stop(Duration::from_millis(500)).await;
-            let why = if cancel.is_cancelled() {
-                "interrupted".to_string()
-            } else {
-                format!("h2spec did not finish within {seconds:.0} s and was stopped")
-            };
-            return TestResult::failed(test, why, seconds);
+            if cancel.is_cancelled() {
+                return Played::NotRun("interrupted".to_string());
+            }
+            let why = format!("h2spec did not finish within {seconds:.0} s and was stopped");
+            return Played::Ran(TestResult::failed(test, why, seconds));
         };
         let logs = child.logs().last(20);
         let report = match std::fs::read_to_string(&junit) {
@@ -1236,20 +1428,20 @@ impl Tests {
                         said.join(" / ")
                     )
                 };
-                return TestResult::failed(test, why, seconds);
+                return Played::Ran(TestResult::failed(test, why, seconds));
             }
         };
         let cases = match parse_junit(&report) {
             Ok(cases) => cases,
             Err(e) => {
-                return TestResult::failed(
+                return Played::Ran(TestResult::failed(
                     test,
                     format!("h2spec's report {} cannot be read: {e}", junit.display()),
                     seconds,
-                );
+                ));
             }
         };
-        match cases.as_slice() {
+        Played::Ran(match cases.as_slice() {
             [case] if case.group == test.group() => TestResult {
                 id: test.id.clone(),
                 description: test.description.clone(),
@@ -1257,6 +1449,7 @@ impl Tests {
                 expected: case.expected.clone(),
                 actual: case.actual.clone(),
                 seconds,
+                retries: Vec::new(),
             },
             _ => TestResult::failed(
                 test,
@@ -1272,7 +1465,7 @@ impl Tests {
                 ),
                 seconds,
             ),
-        }
+        })
     }
 }
 
@@ -1385,7 +1578,7 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
         assert!(parse_build_info("/x/other: go1.26.8\n\tmod\texample.com/x\tv1.0.0\n").is_none());
     }
 
-    fn result(id: &str, status: Status) -> TestResult {
+    fn result(id: &str, status: Status, retries: &[Status]) -> TestResult {
         TestResult {
             id: id.to_string(),
             description: format!("test {id}"),
@@ -1397,10 +1590,20 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
             },
             actual: (status == Status::Failed).then(|| "Timeout".to_string()),
             seconds: 0.1,
+            retries: retries.to_vec(),
         }
     }
 
-    fn baseline(passing: &[&str]) -> Baseline {
+    fn entries(ids: &[&str]) -> Vec<BaselineEntry> {
+        ids.iter()
+            .map(|id| BaselineEntry {
+                id: id.to_string(),
+                description: format!("test {id}"),
+            })
+            .collect()
+    }
+
+    fn baseline(passing: &[&str], flaky: &[&str]) -> Baseline {
         Baseline {
             schema: BASELINE_SCHEMA.to_string(),
             server: "rust".to_string(),
@@ -1409,26 +1612,35 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
             h2spec_dependencies: BTreeMap::new(),
             sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
             path: GRPC_PATH.to_string(),
-            passing: passing
-                .iter()
-                .map(|id| BaselineEntry {
-                    id: id.to_string(),
-                    description: format!("test {id}"),
-                })
-                .collect(),
+            passing: entries(passing),
+            flaky: entries(flaky),
         }
     }
+
+    use Status::{Failed as F, Passed as P, Skipped as S};
 
     #[test]
     fn comparison_flags_regressions_and_improvements() {
         let results = [
-            result("http2/3.5/1", Status::Passed),
-            result("http2/3.5/2", Status::Failed),
-            result("http2/6.5/1", Status::Skipped),
-            result("http2/6.5/2", Status::Passed),
+            result("http2/3.5/1", P, &[]),
+            result("http2/3.5/2", F, &[F, F]),
+            result("http2/6.5/1", S, &[S, S]),
+            result("http2/6.5/2", P, &[P, P]),
+            result("http2/6.5/3", F, &[P]),
+            result("http2/6.5/4", P, &[F]),
+            result("http2/7/1", F, &[]),
         ];
         let c = compare(
-            &baseline(&["http2/3.5/1", "http2/3.5/2", "http2/6.5/1", "http2/9.9/9"]),
+            &baseline(
+                &[
+                    "http2/3.5/1",
+                    "http2/3.5/2",
+                    "http2/6.5/1",
+                    "http2/6.5/3",
+                    "http2/9.9/9",
+                ],
+                &["http2/7/1"],
+            ),
             &results,
         );
         let ids = |v: &[Change]| v.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
@@ -1436,14 +1648,63 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
             ids(&c.regressions),
             ["http2/3.5/2", "http2/6.5/1", "http2/9.9/9"]
         );
-        assert_eq!(c.regressions[0].status, Some(Status::Failed));
+        assert_eq!(c.regressions[0].attempts, [F, F, F]);
         assert_eq!(c.regressions[0].actual.as_deref(), Some("Timeout"));
-        assert_eq!(c.regressions[1].status, Some(Status::Skipped));
-        assert_eq!(c.regressions[2].status, None);
+        assert_eq!(c.regressions[1].attempts, [S, S, S]);
+        assert!(c.regressions[2].attempts.is_empty());
         assert_eq!(ids(&c.improvements), ["http2/6.5/2"]);
+        // Passed on some attempts only, whichever the baseline says.
+        assert_eq!(ids(&c.unstable), ["http2/6.5/3", "http2/6.5/4"]);
+        assert_eq!(c.flaky, 1);
 
-        let same = compare(&baseline(&["http2/3.5/1", "http2/6.5/2"]), &results);
-        assert_eq!(same, Comparison::default());
+        let flaky = ["http2/6.5/3", "http2/6.5/4", "http2/7/1"];
+        let same = compare(&baseline(&["http2/3.5/1", "http2/6.5/2"], &flaky), &results);
+        assert_eq!(
+            same,
+            Comparison {
+                flaky: 3,
+                ..Comparison::default()
+            }
+        );
+    }
+
+    #[test]
+    fn contradictions_are_played_again() {
+        let b = baseline(&["http2/3.5/1"], &["http2/7/1"]);
+        assert!(!b.contradicted_by(&result("http2/3.5/1", P, &[])));
+        assert!(b.contradicted_by(&result("http2/3.5/1", F, &[])));
+        assert!(b.contradicted_by(&result("http2/3.5/1", F, &[F])));
+        assert!(!b.contradicted_by(&result("http2/3.5/1", F, &[P])));
+        assert!(b.contradicted_by(&result("http2/6.5/1", P, &[])));
+        assert!(!b.contradicted_by(&result("http2/6.5/1", S, &[])));
+        assert!(!b.contradicted_by(&result("http2/7/1", P, &[])));
+    }
+
+    #[test]
+    fn recorded_baselines_keep_flaky_tests_apart() {
+        let imp = Implementation::parse(
+            "name = \"rust\"\nlibrary = \"tonic\"\nversion = \"0.14.9\"\n[server]\ncommand = [\"s\", \"{port}\"]\n",
+            Path::new("rust.toml"),
+        )
+        .unwrap();
+        let tool = Tool {
+            binary: PathBuf::from("h2spec"),
+            version: "v2.2.1+incompatible".to_string(),
+            dependencies: BTreeMap::from([("golang.org/x/net".into(), "v0.62.0".into())]),
+        };
+        let results = [
+            result("http2/3.5/1", P, &[P, P]),
+            result("http2/3.5/2", F, &[F, F]),
+            result("http2/6.5/1", P, &[F]),
+            result("http2/7/1", P, &[P, P]),
+        ];
+        let previous = baseline(&[], &["http2/7/1"]);
+        let b = Baseline::of(&imp, &tool, &results, Some(&previous));
+        let ids = |v: &[BaselineEntry]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&b.passing), ["http2/3.5/1"]);
+        assert_eq!(ids(&b.flaky), ["http2/6.5/1", "http2/7/1"]);
+        assert_eq!(b.library, "tonic 0.14.9");
+        assert_eq!(b.h2spec_dependencies, tool.dependencies);
     }
 
     #[test]
@@ -1451,13 +1712,13 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
         let dir = tempfile::tempdir().unwrap();
         let path = Baseline::file(dir.path(), "rust");
         assert!(Baseline::load(&path, "rust").unwrap().is_none());
-        let good = baseline(&["http2/3.5/1"]);
+        let good = baseline(&["http2/3.5/1"], &["http2/7/1"]);
         good.save(&path).unwrap();
         assert_eq!(Baseline::load(&path, "rust").unwrap(), Some(good.clone()));
 
         let err = Baseline::load(&path, "go").unwrap_err().to_string();
         assert!(err.contains("server is \"rust\", want \"go\""), "{err}");
-        let twice = baseline(&["http2/3.5/1", "http2/3.5/1"]);
+        let twice = baseline(&["http2/3.5/1"], &["http2/3.5/1"]);
         twice.save(&path).unwrap();
         let err = Baseline::load(&path, "rust").unwrap_err().to_string();
         assert!(err.contains("http2/3.5/1 is listed twice"), "{err}");
@@ -1469,21 +1730,25 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
     #[test]
     fn report_lists_counts_regressions_and_improvements() {
         let results = vec![
-            result("http2/3.5/1", Status::Passed),
-            result("http2/3.5/2", Status::Failed),
-            result("http2/6.5/1", Status::Skipped),
-            result("http2/6.5/2", Status::Passed),
+            result("http2/3.5/1", P, &[]),
+            result("http2/3.5/2", F, &[F, F]),
+            result("http2/6.5/1", S, &[]),
+            result("http2/6.5/2", P, &[P, P]),
+            result("http2/6.5/3", P, &[F]),
         ];
-        let c = compare(&baseline(&["http2/3.5/1", "http2/3.5/2"]), &results);
+        let c = compare(&baseline(&["http2/3.5/1", "http2/3.5/2"], &[]), &results);
         let section = ServerSection {
             server: "rust".to_string(),
             library: "tonic 0.14.9".to_string(),
             counts: Counts::of(&results),
             regressions: c.regressions,
             improvements: c.improvements,
+            unstable: c.unstable,
+            flaky: c.flaky,
             error: None,
             notes: Vec::new(),
             baseline: "h2spec/baseline-rust.json".to_string(),
+            baseline_found: true,
             baseline_updated: false,
             seconds: 1.0,
             tests: results,
@@ -1502,18 +1767,25 @@ HEADERS Frame (length:83, flags:0x05, stream_id:1)</failure>
         let mut out = Vec::new();
         report.render(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("rust    2 / 1 / 1"), "{text}");
-        assert!(text.contains("1 REGRESSED, 1 improved"), "{text}");
+        assert!(text.contains("\n  rust    3 / 1 / 1   "), "{text}");
+        assert!(
+            text.contains("1 REGRESSED, 1 improved, 1 unstable"),
+            "{text}"
+        );
         assert!(text.contains("REGRESSIONS rust"), "{text}");
         assert!(
-            text.contains("  http2/3.5/2  test http2/3.5/2  (now failed)"),
+            text.contains("  http2/3.5/2  test http2/3.5/2  (now failed, failed, failed)"),
             "{text}"
         );
         assert!(text.contains("actual:   Timeout"), "{text}");
         assert!(text.contains("improvements rust"), "{text}");
         assert!(text.contains("  http2/6.5/2  test http2/6.5/2\n"), "{text}");
         assert!(
-            text.contains("interop h2spec --server rust --update-baseline"),
+            text.contains("record them: interop h2spec --server rust --update-baseline"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  http2/6.5/3  test http2/6.5/3  (now passed, failed)"),
             "{text}"
         );
         assert!(

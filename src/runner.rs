@@ -388,6 +388,11 @@ async fn play(
 ) {
     let semaphore = Arc::new(Semaphore::new(opts.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    // The longest pairings first, so that none of them is left for last.
+    let mut pairings: Vec<_> = pairings.into_iter().collect();
+    pairings.sort_by_key(|(_, cells)| {
+        std::cmp::Reverse(cells.iter().map(|c| expected_ms(c.id.case)).sum::<u64>())
+    });
     for ((client, server, transport), cells) in pairings {
         let key = (server.clone(), transport);
         let server_instance = instance(&server, transport, opts.transport);
@@ -432,6 +437,25 @@ async fn play(
             // A bug in the runner, not in an implementation: keep going, say so.
             eprintln!("interop: internal error in a pairing task: {e}");
         }
+    }
+}
+
+/// A rough guess of how long a case takes, for the order pairings start in:
+/// the cases that wait (a pause, a deadline, a hold) or move much data.
+fn expected_ms(case: crate::cases::Case) -> u64 {
+    use crate::cases::Case;
+    match case {
+        Case::UnfinishedPrefaces200 => 2_500,
+        Case::Goaway
+        | Case::SilentServer
+        | Case::HeldStreams64
+        | Case::Streams500
+        | Case::TimeoutOnSleepingServer => 1_000,
+        Case::RpcSoak | Case::ChannelSoak => 300,
+        _ => match case.group() {
+            CaseGroup::BadInput | CaseGroup::Wire | CaseGroup::Http2Negative => 100,
+            _ => 20,
+        },
     }
 }
 

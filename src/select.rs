@@ -224,6 +224,9 @@ pub struct Selection {
     pub servers: Option<String>,
     pub cases: Option<String>,
     pub shard: Option<Shard>,
+    /// Play the slow cases ([`Case::is_slow`]) also when `cases` does not
+    /// name them.
+    pub slow: bool,
 }
 
 /// A planned cell, with what the manifests declare about it. Every cell is
@@ -280,7 +283,9 @@ impl Plan {
         let cases: Vec<Case> = Filter::parse("case", sel.cases.as_deref())?
             .select(case_names.iter().copied())?
             .into_iter()
-            .filter_map(|n| n.parse().ok())
+            .filter_map(|n| n.parse::<Case>().ok())
+            // Without --case, the slow cases wait for --slow.
+            .filter(|c| sel.slow || sel.cases.is_some() || !c.is_slow())
             .collect();
         let by_name = |n: &str| impls.iter().find(|i| i.name == n);
         let plays = |n: &str, case: Case, client: bool| {
@@ -405,6 +410,7 @@ mod tests {
             servers: Some("rust".into()),
             cases: Some("greeter_*,large_unary".into()),
             shard: None,
+            slow: false,
         };
         let plan = Plan::new(&impls(), &sel).unwrap();
         assert_eq!(plan.clients, ["go", "python"]);

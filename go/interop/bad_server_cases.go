@@ -33,6 +33,10 @@ const (
 	// silentServerTimeout is silent_server's deadline: the server never
 	// answers, so the call ends with it.
 	silentServerTimeout = time.Second
+	// wireTimeout is the deadline of the other wire cases' calls (the
+	// contract's): every answer of the bad server comes at once on loopback,
+	// and a library that waits for more than the server sends ends at it.
+	wireTimeout = 3 * time.Second
 )
 
 // CaseChannel is the channel of its own that an http2_negative or wire case
@@ -184,25 +188,25 @@ type WireCase struct {
 // from the spec: the HTTP-to-gRPC status mapping for answers without
 // grpc-status, statuscodes.md and compression.md.
 var WireCases = []WireCase{
-	{"http_400", codes.Internal, RPCTimeout},
-	{"http_401", codes.Unauthenticated, RPCTimeout},
-	{"http_403", codes.PermissionDenied, RPCTimeout},
-	{"http_404", codes.Unimplemented, RPCTimeout},
-	{"http_429", codes.Unavailable, RPCTimeout},
-	{"http_502", codes.Unavailable, RPCTimeout},
-	{"http_503", codes.Unavailable, RPCTimeout},
-	{"http_504", codes.Unavailable, RPCTimeout},
-	{"missing_grpc_status", codes.Unknown, RPCTimeout},
-	{"non_grpc_content_type", codes.Unknown, RPCTimeout},
-	{"unparsable_grpc_status", codes.Unknown, RPCTimeout},
-	{"truncated_message", codes.Internal, RPCTimeout},
-	{"invalid_protobuf", codes.Internal, RPCTimeout},
-	{"response_too_large", codes.ResourceExhausted, RPCTimeout},
-	{"compressed_without_encoding", codes.Internal, RPCTimeout},
-	{"unknown_response_encoding", codes.Internal, RPCTimeout},
-	{"two_responses", codes.Unimplemented, RPCTimeout},
-	{"no_response", codes.Unimplemented, RPCTimeout},
-	{"connection_dropped", codes.Unavailable, RPCTimeout},
+	{"http_400", codes.Internal, wireTimeout},
+	{"http_401", codes.Unauthenticated, wireTimeout},
+	{"http_403", codes.PermissionDenied, wireTimeout},
+	{"http_404", codes.Unimplemented, wireTimeout},
+	{"http_429", codes.Unavailable, wireTimeout},
+	{"http_502", codes.Unavailable, wireTimeout},
+	{"http_503", codes.Unavailable, wireTimeout},
+	{"http_504", codes.Unavailable, wireTimeout},
+	{"missing_grpc_status", codes.Unknown, wireTimeout},
+	{"non_grpc_content_type", codes.Unknown, wireTimeout},
+	{"unparsable_grpc_status", codes.Unknown, wireTimeout},
+	{"truncated_message", codes.Internal, wireTimeout},
+	{"invalid_protobuf", codes.Internal, wireTimeout},
+	{"response_too_large", codes.ResourceExhausted, wireTimeout},
+	{"compressed_without_encoding", codes.Internal, wireTimeout},
+	{"unknown_response_encoding", codes.Internal, wireTimeout},
+	{"two_responses", codes.Unimplemented, wireTimeout},
+	{"no_response", codes.Unimplemented, wireTimeout},
+	{"connection_dropped", codes.Unavailable, wireTimeout},
 	{"silent_server", codes.DeadlineExceeded, silentServerTimeout},
 }
 

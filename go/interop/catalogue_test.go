@@ -181,7 +181,8 @@ func TestWireTableMatchesContract(t *testing.T) {
 		if wc.Name != name || wc.Code != codes.Code(n) {
 			t.Errorf("WireCases[%d] = %s wanting %s (%d), the contract's row %d: %s wanting %s", i, wc.Name, wc.Code, wc.Code, i, name, m[0])
 		}
-		want := RPCTimeout
+		// The contract's deadlines: 3 s, 1 s for silent_server.
+		want := 3 * time.Second
 		if name == "silent_server" {
 			want = time.Second
 		}

@@ -63,6 +63,10 @@ SLEEPING_SERVER_TIMEOUT_S = 0.001
 # silent_server: the contract's deadline for a server that never answers; short,
 # since the whole case is waiting for it.
 SILENT_SERVER_TIMEOUT_S = 1.0
+# The deadline of the other wire cases' calls (the contract's): every answer of
+# the bad server comes at once on loopback, and a library that waits for more
+# than the server sends ends at it.
+WIRE_TIMEOUT_S = 3.0
 # goaway: the contract's pause between the two calls, long enough for the
 # client to have read the GOAWAY that followed the first call.
 GOAWAY_PAUSE_S = 1.0
@@ -234,10 +238,11 @@ class SoakOptions:
 
 @dataclass(frozen=True)
 class TlsCases:
-    """What the tls cases use: the server's address, the TLS of the client's
-    flags (`settings`: --use_test_ca/--ca_file, --use_client_cert and its files,
-    --server_host_override), which these cases use whatever --use_tls says, and
-    the second CA's files of $INTEROP_TLS_DIR."""
+    """What the tls cases use: the server's address, the TLS of mtls_accepted
+    (`settings`: the CA of --ca_file, the name of --server_host_override, the
+    certificate of --client_cert_file/--client_key_file, whatever --use_tls,
+    --use_test_ca and --use_client_cert say), from which each refusal differs in
+    one thing, and the second CA's files of $INTEROP_TLS_DIR."""
 
     host: str
     port: int
@@ -1195,7 +1200,7 @@ class WireCase:
     deadline when not RPC_TIMEOUT_S."""
 
     code: grpc.StatusCode
-    timeout_s: float | None = None
+    timeout_s: float | None = WIRE_TIMEOUT_S
 
 
 WIRE_CASES: dict[str, WireCase] = {
@@ -1276,9 +1281,9 @@ def _tls_empty_call(checks: Checks, check: str, what: str, tls: TlsCases, settin
 
 @case("status", group="tls")
 def mtls_accepted(ctx: Context, checks: Checks) -> None:
-    """EmptyCall over TLS as the flags say (the right CA, name and client certificate): OK."""
+    """EmptyCall over TLS with the right CA, name and client certificate: OK."""
     tls = _tls_cases(ctx)
-    what = "EmptyCall over TLS as the flags say"
+    what = "EmptyCall over mutual TLS"
     _tls_empty_call(checks, "status", what, tls, tls.settings, grpc.StatusCode.OK)
 
 

@@ -194,12 +194,20 @@ def tls_settings(args) -> TlsSettings:
     return TlsSettings(ca=ca, client_cert=client_cert, server_name=args.server_host_override)
 
 
-def tls_cases(args, settings: TlsSettings) -> TlsCases:
-    """What the tls cases need: the flags' TLS and the second CA's files of $INTEROP_TLS_DIR."""
+def tls_cases(args) -> TlsCases:
+    """What the tls cases need (UsageError when a file cannot be read): the TLS
+    of mtls_accepted, which these cases use whatever --use_tls, --use_test_ca and
+    --use_client_cert say (the CA of --ca_file, the name of --server_host_override,
+    the certificate of --client_cert_file and --client_key_file), and the second
+    CA's files of $INTEROP_TLS_DIR."""
     return TlsCases(
         host=args.server_host,
         port=args.server_port,
-        settings=settings,
+        settings=TlsSettings(
+            ca=_flags.read_file(_flags.tls_file(args.ca_file, "ca.pem"), "CA file"),
+            client_cert=read_client_cert(args.client_cert_file, args.client_key_file),
+            server_name=args.server_host_override,
+        ),
         other_ca=_flags.read_file(_flags.tls_file(None, "other-ca.pem"), "CA file"),
         other_client=read_client_cert(None, None, "other-client.pem", "other-client.key"),
     )
@@ -211,11 +219,9 @@ def main(argv=None) -> int:
     _flags.setup_logging()
     try:
         names = parse_cases(args.test_case)
-        # The tls cases always use TLS, as the TLS flags say, whatever --use_tls says.
-        playing_tls = any(CASES[name].group == "tls" for name in names)
-        settings = tls_settings(args) if args.use_tls or playing_tls else None
-        credentials = settings.credentials() if args.use_tls else None
-        tls = tls_cases(args, settings) if playing_tls else None
+        credentials = tls_settings(args).credentials() if args.use_tls else None
+        # The tls cases make TLS channels of their own, whatever --use_tls says.
+        tls = tls_cases(args) if any(CASES[name].group == "tls" for name in names) else None
         # Last, so a usage error above leaves an existing file alone.
         output = Output(args.result_file)
     except _flags.UsageError as e:

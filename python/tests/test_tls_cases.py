@@ -52,7 +52,7 @@ def _tls_cases(monkeypatch, port: int, *flags: str) -> cases.TlsCases:
     """The TlsCases the client's main makes of these flags and $INTEROP_TLS_DIR."""
     monkeypatch.setenv("INTEROP_TLS_DIR", TLS_DIR)
     args = client._parse_args(["--server_port", str(port), "--server_host", "127.0.0.1", *flags])
-    return client.tls_cases(args, client.tls_settings(args))
+    return client.tls_cases(args)
 
 
 def _run(tls: cases.TlsCases, names: list[str]) -> dict[str, dict]:
@@ -76,20 +76,22 @@ def test_flags_make_the_settings(monkeypatch):
     )
     assert tls.other_ca == _tls_file("other-ca.pem")
     assert tls.other_client == channels.ClientCert(_tls_file("other-client.pem"), _tls_file("other-client.key"))
-    # No --use_test_ca: the system's roots; no --use_client_cert: no certificate.
-    bare = _tls_cases(monkeypatch, 5, "--use_tls")
-    assert bare.settings == channels.TlsSettings()
+    # The tls cases use TLS, the CA of --ca_file and the certificate of the file
+    # flags whatever --use_tls, --use_test_ca and --use_client_cert say.
+    for flags in (["--server_host_override", SERVER_NAME], ["--use_tls=false", *CLIENT_TLS_FLAGS]):
+        assert _tls_cases(monkeypatch, 5, *flags) == tls
     # The file flags are the files read.
-    other = _tls_cases(
+    mine = _tls_cases(
         monkeypatch,
         5,
-        *CLIENT_TLS_FLAGS,
+        "--ca_file",
+        os.path.join(TLS_DIR, "other-ca.pem"),
         "--client_cert_file",
         os.path.join(TLS_DIR, "other-client.pem"),
         "--client_key_file",
         os.path.join(TLS_DIR, "other-client.key"),
     )
-    assert other.settings.client_cert == tls.other_client
+    assert mine.settings == channels.TlsSettings(ca=tls.other_ca, client_cert=tls.other_client)
 
 
 def test_every_tls_case_passes_against_a_mutual_tls_server(monkeypatch, mtls_server):
@@ -133,15 +135,16 @@ def test_client_refusals_fail_when_the_client_would_accept(monkeypatch, mtls_ser
     )
 
 
-def test_mtls_accepted_fails_without_a_client_certificate(monkeypatch, mtls_server):
-    """Without --use_client_cert the flags' channel presents none, and the
-    server's refusal is reported as grpcio returned it, code and details."""
-    flags = [flag for flag in CLIENT_TLS_FLAGS if flag != "--use_client_cert"]
+def test_mtls_accepted_fails_when_the_server_refuses(monkeypatch, mtls_server):
+    """A client certificate the server does not accept (--client_cert_file of the
+    other CA): mtls_accepted reports the refusal as grpcio returned it, code and details."""
+    flags = ["--server_host_override", SERVER_NAME, "--client_cert_file", os.path.join(TLS_DIR, "other-client.pem")]
+    flags += ["--client_key_file", os.path.join(TLS_DIR, "other-client.key")]
     results = _run(_tls_cases(monkeypatch, mtls_server.port, *flags), ["mtls_accepted", "mtls_no_client_cert"])
     accepted = results["mtls_accepted"]
     assert accepted["outcome"] == "failed"
     assert accepted["checks"] == {"status": "failed"}
-    assert accepted["message"].startswith('EmptyCall over TLS as the flags say status = UNAVAILABLE (14) "'), accepted
+    assert accepted["message"].startswith('EmptyCall over mutual TLS status = UNAVAILABLE (14) "'), accepted
     assert accepted["message"].endswith('", want OK (0)'), accepted
     assert results["mtls_no_client_cert"]["outcome"] == "passed"
 
@@ -231,10 +234,13 @@ def test_command_lines_of_mutual_tls(mtls_server_port):
     assert (done.returncode, _outcomes(done)) == (1, {"large_unary": "failed"}), done.stdout
 
 
-def test_tls_cases_use_tls_whatever_use_tls_says(mtls_server_port):
-    flags = ["--use_test_ca", "--server_host_override", SERVER_NAME, "--use_client_cert"]
-    done = _client("--server_port", str(mtls_server_port), *flags, "--use_tls=false", "--test_case", "mtls_accepted")
-    assert (done.returncode, _outcomes(done)) == (0, {"mtls_accepted": "passed"}), done.stdout + done.stderr
+def test_tls_cases_use_tls_whatever_the_tls_flags_say(mtls_server_port):
+    port = str(mtls_server_port)
+    done = _client("--server_port", port, "--server_host_override", SERVER_NAME, "--test_case", ",".join(TLS_CASES))
+    assert (done.returncode, _outcomes(done)) == (0, dict.fromkeys(TLS_CASES, "passed")), done.stdout + done.stderr
+    # The client's own channel is as the flags say: plaintext here, which the server refuses.
+    done = _client("--server_port", port, "--test_case", "mtls_accepted,empty_unary")
+    assert _outcomes(done) == {"mtls_accepted": "passed", "empty_unary": "failed"}, done.stdout
 
 
 def test_client_ca_file_is_the_ca_client_certificates_must_chain_to():
@@ -293,7 +299,10 @@ def test_unreadable_tls_files_are_usage_errors(tmp_path):
         _client("--server_port", "1", "--use_tls", "--use_client_cert", "--client_cert_file", "/nonexistent/c.pem"),
         "c.pem",
     )
-    # The tls cases need the other CA's files of $INTEROP_TLS_DIR: checked before any case runs.
+    # The tls cases need their files of $INTEROP_TLS_DIR: checked before any case runs.
+    _assert_usage_error(_client("--server_port", "1", "--test_case", "tls_wrong_name", tls_dir=str(tmp_path)), "ca.pem")
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_bytes(_tls_file(name))
     _assert_usage_error(
         _client("--server_port", "1", "--test_case", "tls_wrong_name", tls_dir=str(tmp_path)), "other-ca.pem"
     )

@@ -1,0 +1,347 @@
+//! `interop h2spec` for real: h2spec against every native server that
+//! serves grpc.testing.TestService, compared with the committed baselines
+//! in h2spec/; and the comparison shown to catch a baseline that lies.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_no_leftovers, processes, root, serial};
+use grpc_interop::h2spec::{Baseline, BaselineEntry, SECTIONS, parse_listing};
+use serde_json::Value;
+
+/// Runs `interop` with `args` from the repository root, killed after `limit`.
+fn interop(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_interop"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("interop starts");
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let out_t = drain(child.stdout.take().unwrap());
+    let err_t = drain(child.stderr.take().unwrap());
+    let until = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            // SIGTERM first: interop stops its servers and h2spec processes.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("interop {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = pipe.read_to_end(&mut v);
+        v
+    })
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// h2spec processes still running (ours: started from this repository's copy).
+fn h2spec_processes() -> Vec<String> {
+    let binary = root().join("target/interop/h2spec/h2spec");
+    let binary = binary.display().to_string();
+    processes()
+        .into_iter()
+        .map(|(pid, cmd)| (pid, cmd.replace('\0', " ")))
+        .filter(|(_, cmd)| cmd.starts_with(&binary))
+        .map(|(pid, cmd)| format!("{pid}: {cmd}"))
+        .collect()
+}
+
+fn assert_nothing_left() {
+    assert_no_leftovers();
+    let left = h2spec_processes();
+    assert!(
+        left.is_empty(),
+        "h2spec processes left behind:\n{}",
+        left.join("\n")
+    );
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every test of h2spec's sections, from its dry run (installs it first).
+fn listing() -> Vec<grpc_interop::h2spec::TestInfo> {
+    let install = Command::new("bash")
+        .arg(root().join("scripts/h2spec.sh"))
+        .output()
+        .expect("bash runs");
+    assert!(install.status.success(), "{}", text(&install));
+    let mut tests = Vec::new();
+    for section in SECTIONS {
+        let out = Command::new(root().join("target/interop/h2spec/h2spec"))
+            .args(["--dryrun", section])
+            .output()
+            .expect("h2spec runs");
+        assert!(out.status.success(), "{}", text(&out));
+        tests.extend(parse_listing(section, &String::from_utf8_lossy(&out.stdout)).unwrap());
+    }
+    tests
+}
+
+#[test]
+fn every_server_matches_its_baseline() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("h2spec.json");
+    let started = Instant::now();
+    let out = interop(
+        &["h2spec", "--json", json.to_str().unwrap()],
+        // Builds what is not built yet: a cold tonic build takes minutes.
+        Duration::from_secs(40 * 60),
+    );
+    eprintln!(
+        "interop h2spec took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_nothing_left();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.ends_with("h2spec: ok: no regression\n"), "{stdout}");
+
+    let report = read_json(&json);
+    assert_eq!(report["schema"], "polyglot-grpc-interop/h2spec/v1");
+    assert_eq!(report["path"], "/grpc.testing.TestService/EmptyCall");
+    let servers: BTreeSet<&str> = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["server"].as_str().unwrap())
+        .collect();
+    // Not the bad server (it breaks HTTP/2 on purpose) nor client-only ones.
+    assert_eq!(
+        servers,
+        BTreeSet::from(["go", "go-official", "python", "rust"])
+    );
+    for s in report["servers"].as_array().unwrap() {
+        let name = s["server"].as_str().unwrap();
+        eprintln!(
+            "{name}: {} / {} / {} in {:.1} s",
+            s["counts"]["passed"], s["counts"]["failed"], s["counts"]["skipped"], s["seconds"]
+        );
+        assert!(s["error"].is_null(), "{name}: {}", s["error"]);
+        assert_eq!(s["regressions"], Value::Array(vec![]), "{name}");
+        let baseline = Baseline::load(&Baseline::file(&root().join("h2spec"), name), name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(report["h2spec"].as_str(), Some(baseline.h2spec.as_str()));
+        let tests = s["tests"].as_array().unwrap();
+        let counts = &s["counts"];
+        let total: u64 = ["passed", "failed", "skipped"]
+            .iter()
+            .map(|k| counts[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(total as usize, tests.len(), "{name}: one status per test");
+        // Every test the baseline lists as passing passed on some attempt.
+        for entry in &baseline.passing {
+            let t = tests.iter().find(|t| t["id"] == entry.id.as_str());
+            let t = t.unwrap_or_else(|| panic!("{name}: {} was not played", entry.id));
+            let attempts: Vec<&Value> = std::iter::once(&t["status"])
+                .chain(t["retries"].as_array().into_iter().flatten())
+                .collect();
+            assert!(
+                attempts.iter().any(|a| *a == "passed"),
+                "{name}: {} {attempts:?}",
+                entry.id
+            );
+        }
+    }
+}
+
+#[test]
+fn a_baseline_that_claims_a_failing_test_is_a_regression() {
+    let _serial = serial();
+    let committed = Baseline::load(&Baseline::file(&root().join("h2spec"), "rust"), "rust")
+        .unwrap()
+        .expect("h2spec/baseline-rust.json is committed");
+    let known: BTreeSet<&str> = committed
+        .passing
+        .iter()
+        .chain(&committed.flaky)
+        .map(|e| e.id.as_str())
+        .collect();
+    // A test tonic does not pass (it fails or is skipped), claimed to pass;
+    // and a test it passes, left out.
+    let failing = listing()
+        .into_iter()
+        .find(|t| !known.contains(t.id.as_str()))
+        .expect("some h2spec test does not pass on rust");
+    let left_out = committed.passing[0].clone();
+    let mut lying = committed.clone();
+    lying.passing.retain(|e| e.id != left_out.id);
+    lying.passing.push(BaselineEntry {
+        id: failing.id.clone(),
+        description: failing.description.clone(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = Baseline::file(dir.path(), "rust");
+    lying.save(&path).unwrap();
+    let json = dir.path().join("h2spec.json");
+    let args = [
+        "h2spec",
+        "--server",
+        "rust",
+        "--baseline-dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ];
+
+    let out = interop(&args, Duration::from_secs(40 * 60));
+    assert_nothing_left();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 REGRESSED, 1 improved"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "REGRESSIONS rust (in the baseline, passed on no attempt now):\n  {}  {}  (now ",
+            failing.id, failing.description
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "improvements rust (passed on every attempt, not in the baseline):\n  {}  {}\n  record them: interop h2spec --server rust --update-baseline",
+            left_out.id, left_out.description
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("h2spec: FAILED: regressions (rust 1)\n"),
+        "{stdout}"
+    );
+    let report = read_json(&json);
+    let rust = &report["servers"][0];
+    assert_eq!(ids(&rust["regressions"]), [failing.id.clone()]);
+    // The contradiction was played twice more before it was believed.
+    let attempts = rust["regressions"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert!(attempts.iter().all(|a| *a != "passed"), "{attempts:?}");
+    assert_eq!(ids(&rust["improvements"]), [left_out.id.clone()]);
+
+    // --update-baseline puts the baseline right, and the run passes.
+    let mut update = args.to_vec();
+    update.push("--update-baseline");
+    let out = interop(&update, Duration::from_secs(40 * 60));
+    assert_nothing_left();
+    assert!(out.status.success(), "{}", text(&out));
+    let updated = Baseline::load(&path, "rust").unwrap().unwrap();
+    let passing = |b: &Baseline| b.passing.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert!(!passing(&updated).contains(&failing.id));
+    assert!(passing(&updated).contains(&left_out.id));
+    let out = interop(&args, Duration::from_secs(40 * 60));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_baseline_of_another_h2spec_fails_clearly() {
+    let _serial = serial();
+    let mut other = Baseline::load(&Baseline::file(&root().join("h2spec"), "rust"), "rust")
+        .unwrap()
+        .unwrap();
+    other.h2spec = "v1.5.0".to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = Baseline::file(dir.path(), "rust");
+    other.save(&path).unwrap();
+    let args = [
+        "h2spec",
+        "--server",
+        "rust",
+        "--baseline-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    let out = interop(&args, Duration::from_secs(600));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} was recorded with h2spec v1.5.0, but the installed h2spec is {}",
+            path.display(),
+            committed_version()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--update-baseline"), "{stderr}");
+}
+
+fn committed_version() -> String {
+    Baseline::load(&Baseline::file(&root().join("h2spec"), "rust"), "rust")
+        .unwrap()
+        .unwrap()
+        .h2spec
+}
+
+#[test]
+fn bad_selections_and_missing_baselines_are_usage_errors() {
+    let _serial = serial();
+    let out = interop(
+        &["h2spec", "--server", "bad-server"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--server \"bad-server\" matches nothing (choose from: go-official, go, python, rust)"
+        ),
+        "{stderr}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = interop(
+        &[
+            "h2spec",
+            "--server",
+            "rust",
+            "--baseline-dir",
+            empty.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no baseline for server rust ("), "{stderr}");
+    assert!(
+        stderr.contains("record one with `interop h2spec --server rust --update-baseline`"),
+        "{stderr}"
+    );
+}
