@@ -363,6 +363,48 @@ fn seconds(flag: &str, v: f64) -> Result<Duration, UsageError> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// Leaves out the cells played over mutual TLS (all of the `tls` group, and
+/// every cell of an `--mtls` run but the fixtures' plaintext groups) whose
+/// client or server cannot do it (no `mtls` in its manifest). Returns what
+/// was left out, for the reports.
+pub fn drop_without_mtls(plan: &mut Plan, impls: &[Implementation], run: Transport) -> Vec<String> {
+    let can = |name: &str, client: bool| {
+        impls
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| {
+                if client {
+                    i.client.as_ref()
+                } else {
+                    i.server.as_ref()
+                }
+            })
+            .is_some_and(|r| r.mtls.is_some())
+    };
+    let mut left_out: std::collections::BTreeSet<String> = Default::default();
+    plan.retain(|c| {
+        if Transport::for_case(c.id.case, run) != Transport::Mtls {
+            return true;
+        }
+        for (name, client) in [(&c.id.client, true), (&c.id.server, false)] {
+            if !can(name, client) {
+                left_out.insert(format!(
+                    "{} {name}",
+                    if client { "client" } else { "server" }
+                ));
+                return false;
+            }
+        }
+        true
+    });
+    left_out
+        .into_iter()
+        .map(|who| {
+            format!("{who} cannot do mutual TLS (no `mtls` in its manifest): its cells over mTLS were left out")
+        })
+        .collect()
+}
+
 /// Resolves `run` arguments into a plan and settings; errors are usage errors.
 pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
     // The docker backend plays what has an image; the fixtures (the bad
@@ -371,7 +413,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
     let Selected {
         root,
         impls,
-        plan,
+        mut plan,
         known,
     } = select_where(&args.report, |i| !docker || i.docker.is_some())?;
     if args.jobs == 0 {
@@ -383,6 +425,13 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
         (true, false) => Transport::Tls,
         (false, false) => Transport::Plain,
     };
+    let notes = drop_without_mtls(&mut plan, &impls, transport);
+    if plan.cells.is_empty() {
+        return Err(UsageError(anyhow::anyhow!(
+            "the selection has no cell that can be played over mutual TLS: {}",
+            notes.join("; ")
+        )));
+    }
     let case_timeout = seconds("case-timeout", args.case_timeout)?;
     // A soak case may take its overall timeout plus one more iteration.
     let soak_case_timeout = case_timeout.max(
@@ -401,6 +450,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
         transport,
         baselines: Baselines::load(&root.join(crate::baselines::FILE))
             .map_err(|e| UsageError(e.into()))?,
+        notes,
     };
     let settings = Settings {
         transport,
@@ -682,7 +732,7 @@ pub struct H2specArgs {
     /// Times a test is played again when its result contradicts the
     /// baseline (with --update-baseline: every test), to tell a change
     /// from a flaky test.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub retries: u32,
     /// Seconds a server may take to announce readiness.
     #[arg(long, default_value_t = 60.0)]

@@ -175,8 +175,7 @@ impl TestResult {
 
     /// Passed on some attempts, not on others.
     pub fn unsteady(&self) -> bool {
-        let attempts = self.attempts();
-        attempts.iter().any(|s| *s == Status::Passed) && !self.passed_every_time()
+        self.attempts().contains(&Status::Passed) && !self.passed_every_time()
     }
 }
 

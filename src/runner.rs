@@ -49,6 +49,8 @@ pub struct Options {
     pub transport: Transport,
     /// Each bad_input case's answer where the spec is silent, by server.
     pub baselines: Baselines,
+    /// What the plan left out and why, for the reports.
+    pub notes: Vec<String>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             shard: None,
             transport: Transport::Plain,
             baselines: Baselines::default(),
+            notes: Vec::new(),
         }
     }
 }
@@ -250,7 +253,7 @@ pub async fn run(
         server.lock().await.stop().await;
     }
     backend.finish().await;
-    sink.finish_run(plan, started, cancel.is_cancelled(), Vec::new())
+    sink.finish_run(plan, started, cancel.is_cancelled(), opts.notes.clone())
 }
 
 /// A client, a server and the transport between them.

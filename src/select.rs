@@ -263,6 +263,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Keeps the cells `keep` accepts, and only the clients, servers and
+    /// cases those still have.
+    pub fn retain(&mut self, mut keep: impl FnMut(&PlannedCell) -> bool) {
+        self.cells.retain(|c| keep(c));
+        let cells = &self.cells;
+        self.clients
+            .retain(|n| cells.iter().any(|c| &c.id.client == n));
+        self.servers
+            .retain(|n| cells.iter().any(|c| &c.id.server == n));
+        self.cases.retain(|k| cells.iter().any(|c| c.id.case == *k));
+    }
+
     /// Builds the plan from the manifests and the selection.
     pub fn new(impls: &[Implementation], sel: &Selection) -> Result<Plan, SelectError> {
         let client_names: Vec<&str> = impls

@@ -292,7 +292,7 @@ fn bad_input_is_a_clear_error_with_exit_status_2() {
         ),
         (
             vec!["run", "--client", "java"],
-            "choose from: go-official, go, python, rust",
+            "choose from: bad-client, go-official, go, python, rust",
         ),
         (
             vec!["run", "--soak-iterations", "0"],

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::*;
 use grpc_interop::cases::{Case, CaseGroup};
 use grpc_interop::model::{Event, Outcome, Totals};
-use grpc_interop::select::Selection;
+use grpc_interop::protocol::CheckState;
+use grpc_interop::select::{Plan, Selection};
 
 /// Cases a library may be unable to express; nothing else may be unsupported.
 const COMPRESSION_CASES: [Case; 4] = [
@@ -41,13 +42,66 @@ async fn full_matrix_passes_in_every_pairing() {
     let names: BTreeSet<&str> = impls.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["go", "go-official", "python", "rust"])
+        BTreeSet::from([
+            "bad-client",
+            "bad-server",
+            "go",
+            "go-official",
+            "python",
+            "rust"
+        ])
     );
+    let plan = Plan::new(&impls, &Selection::default()).unwrap();
     assert_eq!(
         summary.results.len(),
-        4 * 4 * Case::all().len(),
+        plan.cells.len(),
         "one result per cell"
     );
+    // The groups are where they belong: every language client plays the
+    // bad server's groups and the tls group, every server faces the bad client.
+    let count = |client: &str, server: &str, group: CaseGroup| {
+        summary
+            .results
+            .iter()
+            .filter(|r| r.id.client == client && r.id.server == server)
+            .filter(|r| r.id.case.group() == group)
+            .count()
+    };
+    for client in ["go", "python", "rust"] {
+        assert_eq!(count(client, "bad-server", CaseGroup::Http2Negative), 8);
+        assert!(count(client, "bad-server", CaseGroup::Wire) >= 12);
+        for server in ["go", "python", "rust"] {
+            assert_eq!(
+                count(client, server, CaseGroup::Tls),
+                5,
+                "{client}→{server}"
+            );
+        }
+    }
+    for server in ["go", "go-official", "python", "rust"] {
+        assert!(
+            count("bad-client", server, CaseGroup::BadInput) >= 12,
+            "{server}"
+        );
+        assert_eq!(count("go", server, CaseGroup::Interop), 18, "{server}");
+    }
+    // Each bad_input cell checked that the server was still alive, says what
+    // it answered, and has the server's memory before and after.
+    for r in summary
+        .results
+        .iter()
+        .filter(|r| r.id.case.group() == CaseGroup::BadInput)
+    {
+        let alive = r.checks.as_ref().and_then(|c| c.get("alive"));
+        assert_eq!(alive, Some(&CheckState::Passed), "{}: {}", r.id, r.message);
+        assert!(r.observed.contains_key("answer"), "{}", r.id);
+        for key in [
+            grpc_interop::runner::SERVER_MEMORY_BEFORE,
+            grpc_interop::runner::SERVER_MEMORY_AFTER,
+        ] {
+            assert!(r.metrics[key] > 1000.0, "{}: {:?}", r.id, r.metrics);
+        }
+    }
     let problems = describe_problems(&summary.results);
     assert!(problems.is_empty(), "cells that did not pass:\n{problems}");
     assert!(summary.ok());
@@ -79,6 +133,9 @@ async fn full_matrix_passes_in_every_pairing() {
         .filter(|r| !COMPRESSION_CASES.contains(&r.id.case) && r.unsupported.is_none())
     {
         match &r.known_failure {
+            None if r.id.case.group() == CaseGroup::BadInput => {
+                assert!(r.outcome.is_pass(), "{}: {}", r.id, r.message);
+            }
             None => assert_eq!(r.outcome, Outcome::Passed, "{}: {}", r.id, r.message),
             Some(k) => assert!(k.library.is_some(), "{}: {k:?}", r.id),
         }
@@ -103,13 +160,23 @@ async fn full_matrix_passes_in_every_pairing() {
             }
         }
     }
-    // Only checks a client's library cannot make are not made: the Python
-    // client's compression flags.
+    // Only checks a client's library cannot make are not made (the Python
+    // client's compression flags), and the answers the spec leaves open,
+    // which are held against their baselines.
     for r in summary
         .results
         .iter()
         .filter(|r| r.outcome == Outcome::PassedPartial)
     {
+        if r.id.case.group() == CaseGroup::BadInput {
+            assert_eq!(
+                r.not_checked.keys().collect::<Vec<_>>(),
+                ["answer"],
+                "{}",
+                r.id
+            );
+            continue;
+        }
         assert_eq!(r.id.client, "python", "{}", r.id);
         assert!(COMPRESSION_CASES.contains(&r.id.case), "{}", r.id);
     }
@@ -230,5 +297,55 @@ async fn one_process_per_case_gives_the_same_outcomes() {
     assert!(batched.ok(), "{}", describe_problems(&batched.results));
     assert_eq!(batched.results.len(), 4 * 8);
     assert!(per_case.duration > Duration::ZERO);
+    assert_no_leftovers();
+}
+
+/// `--mtls`: every server requires client certificates and every client
+/// presents one; the tls group's refusals are refused; the fixtures' groups
+/// stay in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_passes_over_mutual_tls_and_its_refusals_are_refused() {
+    let _serial = serial();
+    ensure_built();
+    let impls = impls();
+    let selection = Selection {
+        clients: Some("go,python,rust".into()),
+        servers: Some("go,python,rust,bad-server".into()),
+        cases: Some("large_unary,custom_metadata,client_streaming,mtls_*,tls_*,goaway".into()),
+        ..Default::default()
+    };
+    let summary = run_native_over(
+        &impls,
+        selection,
+        prebuilt(),
+        grpc_interop::backend::Transport::Mtls,
+        vec![],
+    )
+    .await;
+    // 3 clients × (3 servers × (3 + 5 cases) + goaway against the bad server).
+    assert_eq!(summary.results.len(), 3 * (3 * 8 + 1));
+    assert!(summary.ok(), "{}", describe_problems(&summary.results));
+    for r in &summary.results {
+        let made = r.checks.clone().unwrap_or_default();
+        match r.id.case {
+            // The refusals: UNAVAILABLE, or the library's known other code.
+            Case::TlsUntrustedServer
+            | Case::TlsWrongName
+            | Case::MtlsNoClientCert
+            | Case::MtlsOtherCaClient => {
+                assert!(made.contains_key("status_code"), "{}", r.id);
+                if r.outcome == Outcome::Failed {
+                    assert!(r.known_failure.is_some(), "{}: {}", r.id, r.message);
+                    assert!(
+                        !r.message.contains("status = OK"),
+                        "{}: {}",
+                        r.id,
+                        r.message
+                    );
+                }
+            }
+            _ => assert_eq!(r.outcome, Outcome::Passed, "{}: {}", r.id, r.message),
+        }
+    }
     assert_no_leftovers();
 }

@@ -54,12 +54,13 @@ impl Transport {
 
     /// The transport a cell of `case` is played over in a run over `run`:
     /// the `tls` group always against a server requiring client
-    /// certificates, `bad_input` always in plaintext (the bad client speaks
-    /// h2c), every other case as the run says.
+    /// certificates; the groups of the bad server and the bad client always
+    /// in plaintext (they speak h2c); every other case as the run says.
     pub fn for_case(case: Case, run: Transport) -> Transport {
+        use crate::cases::CaseGroup;
         match case.group() {
-            crate::cases::CaseGroup::Tls => Transport::Mtls,
-            crate::cases::CaseGroup::BadInput => Transport::Plain,
+            CaseGroup::Tls => Transport::Mtls,
+            CaseGroup::BadInput | CaseGroup::Http2Negative | CaseGroup::Wire => Transport::Plain,
             _ => run,
         }
     }

@@ -192,15 +192,27 @@ pub fn render(
         }
         writeln!(out)?;
         writeln!(out, "{} ({} cases)", group.name(), cases.len())?;
+        // Only the sides and pairings with cells of this group.
+        let in_group = |c: &str, s: &str| cases.iter().any(|k| by_cell.contains_key(&(c, s, *k)));
+        let group_clients: Vec<&String> = clients
+            .iter()
+            .filter(|c| servers.iter().any(|s| in_group(c, s)))
+            .collect();
+        let group_servers: Vec<&String> = servers
+            .iter()
+            .filter(|s| clients.iter().any(|c| in_group(c, s)))
+            .collect();
+        let group_pairings: Vec<&(&str, &str)> =
+            pairings.iter().filter(|(c, s)| in_group(c, s)).collect();
         // Summary: servers down, clients across.
         let mut line = pad("  server \\ client", NAME_COL);
-        for c in &clients {
+        for c in &group_clients {
             line.push_str(&pad(c, 16));
         }
         writeln!(out, "{}", line.trim_end())?;
-        for s in &servers {
+        for s in &group_servers {
             let mut line = pad(&format!("  {s}"), NAME_COL);
-            for c in &clients {
+            for c in &group_clients {
                 let cells: Vec<&CellResult> = cases
                     .iter()
                     .filter_map(|k| by_cell.get(&(c.as_str(), s.as_str(), *k)).copied())
@@ -220,7 +232,7 @@ pub fn render(
         writeln!(out)?;
         let mut head_c = pad("  client", NAME_COL);
         let mut head_s = pad("  server", NAME_COL);
-        for (c, s) in &pairings {
+        for (c, s) in &group_pairings {
             head_c.push_str(&pad(c, COL));
             head_s.push_str(&pad(s, COL));
         }
@@ -228,7 +240,7 @@ pub fn render(
         writeln!(out, "{}", head_s.trim_end())?;
         for case in &cases {
             let mut line = pad(&format!("  {case}"), NAME_COL);
-            for (c, s) in &pairings {
+            for (c, s) in &group_pairings {
                 let text = match by_cell.get(&(*c, *s, *case)) {
                     None => "·".to_string(),
                     Some(r) if r.outcome == Outcome::Unsupported => r.outcome.mark().to_string(),
