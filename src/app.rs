@@ -536,9 +536,23 @@ pub async fn collect(
     args: &CollectArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<(Summary, Vec<String>)> {
+    // The containers play the default groups; the fixtures and the tls
+    // group run natively.
     let Selected {
-        impls, plan, known, ..
-    } = select(&args.report)?;
+        impls,
+        mut plan,
+        known,
+        ..
+    } = select_where(&args.report, |i| i.docker.is_some())?;
+    let before = plan.cells.len();
+    plan.retain(|c| crate::cases::CaseGroup::DEFAULT.contains(&c.id.case.group()));
+    let mut notes = Vec::new();
+    if plan.cells.len() < before {
+        notes.push(
+            "the containers play the groups greeter, interop and soak: the bad server, the bad client and the tls group run natively (`interop run`)"
+                .to_string(),
+        );
+    }
     let timeout = seconds("timeout", args.timeout)?;
     if !args.results.is_dir() {
         return Err(UsageError(anyhow::anyhow!(
@@ -549,6 +563,7 @@ pub async fn collect(
     }
     let options = Options {
         shard: args.report.shard.map(|s| s.to_string()),
+        notes,
         ..Options::default()
     };
     let sink = Arc::new(Sink::new(reporters(&args.report, false), known));

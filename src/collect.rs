@@ -227,7 +227,8 @@ pub async fn collect(
             sink.finish_cell(r);
         }
     }
-    let notes = match (exit_codes, &codes) {
+    let mut notes = opts.notes.clone();
+    notes.extend(match (exit_codes, &codes) {
         (None, _) => vec!["the clients' exit statuses: no --exit-codes file was given".to_string()],
         (Some(e), None) => vec![format!(
             "the clients' exit statuses: {} did not appear within {:.0} s after the result files were complete",
@@ -235,7 +236,7 @@ pub async fn collect(
             e.wait.as_secs_f64()
         )],
         (Some(_), Some(_)) => Vec::new(),
-    };
+    });
     sink.finish_run(plan, started, cancel.is_cancelled(), notes)
 }
 

@@ -10,9 +10,13 @@
 //! it was asked for, not one inferred from its place in a report.
 //!
 //! The baseline of a server, `h2spec/baseline-<server>.json`, lists the
-//! tests that pass. A listed test that does not pass now is a regression and
-//! fails the command; a passing test that is not listed is an improvement,
-//! reported with a hint to record it (`--update-baseline`).
+//! tests that pass, and apart the flaky ones (seen both passing and not:
+//! reported, not judged). A result that contradicts the baseline is played
+//! again, [`H2specOptions::retries`] times, before it is believed. A listed
+//! test that passes on no attempt is a regression and fails the command; a
+//! test not listed that passes on every attempt is an improvement, reported
+//! with a hint to record it (`--update-baseline`); one that passes on some
+//! attempts only is reported as unstable.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -956,7 +960,10 @@ pub async fn run(
         }
     }
     let listing = list_tests(&tool, &opts.root).await?;
-    let scratch = Scratch::new().map_err(|e| H2specError::Listing(e.to_string()))?;
+    let scratch = Scratch::new().map_err(|source| H2specError::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
     let backend = Native::new(&opts.root, opts.settings.clone());
     let mut report = H2specReport {
         schema: REPORT_SCHEMA.to_string(),
@@ -998,13 +1005,19 @@ pub async fn run(
             &cancel,
         )
         .await;
-        if let Some(b) = baseline {
+        section.baseline_found = baseline.is_some();
+        if cancel.is_cancelled() {
+            section
+                .notes
+                .push("interrupted: not compared with the baseline".to_string());
+        } else if section.tests.is_empty() {
+            // It could not be played (see its error): nothing to compare.
+        } else if let Some(b) = baseline {
             let comparison = compare(b, &section.tests);
             section.regressions = comparison.regressions;
             section.improvements = comparison.improvements;
             section.unstable = comparison.unstable;
             section.flaky = comparison.flaky;
-            section.baseline_found = true;
             if b.h2spec_dependencies != tool.dependencies {
                 section.notes.push(format!(
                     "h2spec's dependencies differ from the baseline's: {}",
@@ -1404,7 +1417,11 @@ impl Tests {
             if cancel.is_cancelled() {
                 return Played::NotRun("interrupted".to_string());
             }
-            let why = format!("h2spec did not finish within {seconds:.0} s and was stopped");
+            let why = if deadline == self.deadline {
+                format!("stopped after {seconds:.1} s: the deadline for this server's tests passed")
+            } else {
+                format!("h2spec did not finish within {limit:?} and was stopped")
+            };
             return Played::Ran(TestResult::failed(test, why, seconds));
         };
         let logs = child.logs().last(20);

@@ -297,15 +297,60 @@ fn a_baseline_that_claims_a_failing_test_is_a_regression() {
 
     // --update-baseline puts the baseline right, and the run passes.
     let mut update = args.to_vec();
-    update.push("--update-baseline");
+    update.extend(["--update-baseline", "--no-build"]);
     let out = interop(&update, Duration::from_secs(40 * 60));
     assert!(out.status.success(), "{}", text(&out));
     let updated = Baseline::load(&path, "rust").unwrap().unwrap();
     let passing = |b: &Baseline| b.passing.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
     assert!(!passing(&updated).contains(&failing.id));
     assert!(passing(&updated).contains(&left_out.id));
-    let out = interop(&args, Duration::from_secs(40 * 60));
+    let mut again = args.to_vec();
+    again.push("--no-build");
+    let out = interop(&again, Duration::from_secs(600));
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_server_that_cannot_start_fails_the_run() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let impls = dir.path().join("implementations");
+    std::fs::create_dir(&impls).unwrap();
+    std::fs::write(
+        impls.join("broken.toml"),
+        "name = \"broken\"\nlibrary = \"nothing\"\nversion = \"0\"\n[server]\n\
+         command = [\"{root}/target/interop/h2spec/no-such-server\", \"--port\", \"{port}\"]\n",
+    )
+    .unwrap();
+    let mut baseline = Baseline::load(&Baseline::file(&root().join("h2spec"), "rust"), "rust")
+        .unwrap()
+        .unwrap();
+    baseline.server = "broken".to_string();
+    baseline
+        .save(&Baseline::file(dir.path(), "broken"))
+        .unwrap();
+    let out = interop(
+        &[
+            "h2spec",
+            "--implementations",
+            impls.to_str().unwrap(),
+            "--baseline-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(600),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ERROR broken:\n  start: server broken: cannot start"),
+        "{stdout}"
+    );
+    // Not played: nothing compared, no made-up regressions.
+    assert!(!stdout.contains("REGRESSIONS"), "{stdout}");
+    assert!(
+        stdout.ends_with("h2spec: FAILED: servers not played (broken)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
