@@ -56,7 +56,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            jobs: 4,
+            jobs: 8,
             case_timeout: Duration::from_secs(20),
             soak_case_timeout: Duration::from_secs(25),
             client_startup: Duration::from_secs(15),
@@ -257,7 +257,20 @@ pub async fn run(
 }
 
 /// A client, a server and the transport between them.
-type PairingKey = (String, String, Transport);
+/// A client, a server, the transport between them, and the case group
+/// when its cases run in a client process of their own.
+type PairingKey = (String, String, Transport, Option<CaseGroup>);
+
+/// The groups whose cases get a client process of their own: each holds
+/// cases that wait (deadlines, pauses, holds), so they run beside the rest
+/// rather than after it.
+fn own_process(group: CaseGroup) -> Option<CaseGroup> {
+    matches!(
+        group,
+        CaseGroup::Http2Negative | CaseGroup::Wire | CaseGroup::BadInput
+    )
+    .then_some(group)
+}
 
 /// The planned cells of each client→server pairing over each transport, in
 /// plan order.
@@ -269,6 +282,7 @@ fn pairings(plan: &Plan, run: Transport) -> BTreeMap<PairingKey, Vec<PlannedCell
                 cell.id.client.clone(),
                 cell.id.server.clone(),
                 Transport::for_case(cell.id.case, run),
+                own_process(cell.id.case.group()),
             ))
             .or_default()
             .push(cell.clone());
@@ -287,7 +301,7 @@ async fn build(
 ) -> BTreeMap<String, String> {
     let needed: BTreeSet<&str> = pairings
         .keys()
-        .flat_map(|(c, s, _)| [c.as_str(), s.as_str()])
+        .flat_map(|(c, s, _, _)| [c.as_str(), s.as_str()])
         .collect();
     let mut broken = BTreeMap::new();
     for name in needed {
@@ -335,7 +349,10 @@ async fn start_servers(
     sink: &Sink,
     cancel: &CancellationToken,
 ) -> Servers {
-    let keys: BTreeSet<ServerKey> = pairings.keys().map(|(_, s, t)| (s.clone(), *t)).collect();
+    let keys: BTreeSet<ServerKey> = pairings
+        .keys()
+        .map(|(_, s, t, _)| (s.clone(), *t))
+        .collect();
     let mut servers = Servers::new();
     if cancel.is_cancelled() {
         return servers;
@@ -396,7 +413,7 @@ async fn play(
     pairings.sort_by_key(|(_, cells)| {
         std::cmp::Reverse(cells.iter().map(|c| expected_ms(c.id.case)).sum::<u64>())
     });
-    for ((client, server, transport), cells) in pairings {
+    for ((client, server, transport, _), cells) in pairings {
         let key = (server.clone(), transport);
         let server_instance = instance(&server, transport, opts.transport);
         let setup_error = [&client, &server, &server_instance]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use common::*;
-use grpc_interop::cases::Case;
+use grpc_interop::cases::{Case, CaseGroup};
 
 #[test]
 fn every_client_catches_every_applicable_mutation() {
@@ -41,7 +41,13 @@ fn every_client_catches_every_applicable_mutation() {
         .iter()
         .map(|m| m["case"].as_str().unwrap())
         .collect();
-    let all: BTreeSet<&str> = Case::all().into_iter().map(Case::name).collect();
+    // Every case a server of the matrix serves (the soak cases repeat
+    // large_unary; the other groups are the bad server's and the bad client's).
+    let served: Vec<Case> = Case::all()
+        .into_iter()
+        .filter(|c| matches!(c.group(), CaseGroup::Greeter | CaseGroup::Interop))
+        .collect();
+    let all: BTreeSet<&str> = served.iter().map(|c| c.name()).collect();
     assert_eq!(cases, all, "a mutation for every case");
     let broken: BTreeSet<String> = mutations
         .iter()
@@ -50,7 +56,7 @@ fn every_client_catches_every_applicable_mutation() {
             check.rsplit('.').next().unwrap().to_string()
         })
         .collect();
-    for check in Case::all().iter().flat_map(|c| c.checks()) {
+    for check in served.iter().flat_map(|c| c.checks()) {
         let bare = check.rsplit('.').next().unwrap();
         // sent_compressed checks the client itself: no server lie can break it.
         if bare != "sent_compressed" {
