@@ -53,6 +53,10 @@ pub enum Command {
     /// baselines in h2spec/: a test the baseline says passes that fails now
     /// is a regression.
     H2spec(Box<H2specArgs>),
+    /// Load figures per pairing: every client with a load mode against every
+    /// server, unary and ping-pong, with ghz against each server as the
+    /// reference; prints throughput and p99 matrices.
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -829,6 +833,150 @@ pub async fn h2spec(
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         report::write_file(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Clients: comma-separated globs (of the clients with a load mode).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Servers: comma-separated globs (of the servers of grpc.testing.TestService).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Loads: `unary`, `ping_pong`, or both, comma-separated.
+    #[arg(long, default_value = "unary,ping_pong")]
+    pub load: String,
+    /// Workers per client, each with one call (or stream) in flight; ghz's --concurrency.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: u32,
+    /// Connections per client; ghz's --connections.
+    #[arg(long, default_value_t = 1)]
+    pub connections: u32,
+    /// Load before each measured window, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub warmup_ms: u64,
+    /// The measured window, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub duration_ms: u64,
+    /// Request and response payload size, bytes.
+    #[arg(long, default_value_t = 100)]
+    pub payload: u32,
+    /// Pin each server to this many CPUs (the first the runner may use);
+    /// clients and ghz run on the others. 0: pin nothing.
+    #[arg(long, default_value_t = 1)]
+    pub server_cpus: usize,
+    /// Leave ghz out.
+    #[arg(long)]
+    pub no_ghz: bool,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an HTML page with charts to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Seconds a server or client may take to get ready.
+    #[arg(long, default_value_t = 60.0)]
+    pub ready_timeout: f64,
+    /// Do not build or install; use what is already there.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Stream every child's logs to stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Plays the load matrix (see [`crate::bench`]), prints it and writes the
+/// reports asked for.
+pub async fn bench(
+    args: &BenchArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<crate::bench::BenchReport> {
+    use crate::bench::{self, Load};
+    let options = || -> anyhow::Result<bench::BenchOptions> {
+        let root = find_root(args.common.root.as_deref())?;
+        let impls = load_impls(&args.common, &root)?;
+        let pick = |side: &'static str, filter: Option<&str>, eligible: Vec<&Implementation>| {
+            let chosen = crate::select::Filter::parse(side, filter)?
+                .select(eligible.iter().map(|i| i.name.as_str()))?;
+            anyhow::Ok(
+                eligible
+                    .into_iter()
+                    .filter(|i| chosen.contains(&i.name.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let clients = pick(
+            "client",
+            args.client.as_deref(),
+            bench::eligible_clients(&impls),
+        )?;
+        let servers = pick(
+            "server",
+            args.server.as_deref(),
+            bench::eligible_servers(&impls),
+        )?;
+        let mut loads = Vec::new();
+        for name in args.load.split(',').map(str::trim) {
+            let load = Load::parse(name).ok_or_else(|| {
+                anyhow::anyhow!("--load: unknown load {name:?} (the loads are unary and ping_pong)")
+            })?;
+            if !loads.contains(&load) {
+                loads.push(load);
+            }
+        }
+        if args.concurrency == 0 || args.connections == 0 {
+            bail!("--concurrency and --connections must be at least 1");
+        }
+        if args.connections > args.concurrency {
+            bail!("--connections must not exceed --concurrency");
+        }
+        if args.duration_ms == 0 {
+            bail!("--duration-ms must be at least 1");
+        }
+        if args.payload > 1024 * 1024 {
+            bail!("--payload must be at most 1048576 bytes (1 MiB)");
+        }
+        Ok(bench::BenchOptions {
+            root,
+            clients,
+            servers,
+            loads,
+            concurrency: args.concurrency,
+            connections: args.connections,
+            warmup: Duration::from_millis(args.warmup_ms),
+            duration: Duration::from_millis(args.duration_ms),
+            payload_bytes: args.payload,
+            server_cpus: args.server_cpus,
+            ghz: !args.no_ghz,
+            skip_build: args.no_build,
+            settings: Settings {
+                transport: Transport::Plain,
+                ready_timeout: seconds("ready-timeout", args.ready_timeout)?,
+                // A cold cargo build of tonic on two cores takes minutes; this
+                // only catches a build that hangs.
+                build_timeout: Duration::from_secs(40 * 60),
+                stop_grace: Duration::from_secs(2),
+                verbose: args.verbose,
+                soak: crate::manifest::Soak::default(),
+            },
+        })
+    };
+    let options = options().map_err(UsageError)?;
+    let report = bench::run(&options, cancel).await;
+    report.render(&mut std::io::stdout())?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        report::write_file(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        report::write_file(path, report.html().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)

@@ -1113,6 +1113,7 @@ async fn install(opts: &H2specOptions) -> Result<Tool, H2specError> {
             env: &[],
             env_remove: &[],
             echo_logs: opts.settings.verbose,
+            cpus: &[],
         })
         .map_err(|e| H2specError::Install(e.to_string()))?;
         let deadline = Instant::now() + opts.settings.build_timeout;
@@ -1402,6 +1403,7 @@ impl Tests {
             env: &env,
             env_remove: &[],
             echo_logs: self.verbose,
+            cpus: &[],
         }) {
             Ok(child) => child,
             Err(e) => return Played::Ran(TestResult::failed(test, e.to_string(), 0.0)),

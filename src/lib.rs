@@ -12,6 +12,8 @@ pub mod app;
 pub mod backend;
 #[cfg(feature = "runner")]
 pub mod baselines;
+#[cfg(feature = "runner")]
+pub mod bench;
 pub mod cases;
 #[cfg(feature = "runner")]
 pub mod collect;

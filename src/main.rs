@@ -56,6 +56,16 @@ async fn real_main(cli: Cli) -> i32 {
                 Err(e) => error_status(&e),
             }
         }
+        Command::Bench(args) => {
+            let cancel = CancellationToken::new();
+            watch_signals(cancel.clone());
+            match app::bench(&args, cancel).await {
+                Ok(report) if report.interrupted => EXIT_INTERRUPTED,
+                Ok(report) if report.ok() => EXIT_OK,
+                Ok(_) => EXIT_FAILED,
+                Err(e) => error_status(&e),
+            }
+        }
         Command::H2spec(args) => {
             let cancel = CancellationToken::new();
             watch_signals(cancel.clone());

@@ -78,6 +78,11 @@ pub struct Role {
     /// A cell is planned only when both sides play its case's group.
     #[serde(default)]
     pub groups: Option<Vec<String>>,
+    /// Client: its command in load mode (`interop bench`), a template with
+    /// `{host}`, `{port}` and the `{load*}` placeholders; `None`: it has no
+    /// load mode.
+    #[serde(default)]
+    pub load: Option<Vec<String>>,
 }
 
 impl Role {
@@ -234,8 +239,12 @@ impl Implementation {
                 }
             }
             let misplaced = match side {
-                "server" if role.results != Results::Lines || !role.soak.is_empty() => {
-                    Some("results and soak are client fields")
+                "server"
+                    if role.results != Results::Lines
+                        || !role.soak.is_empty()
+                        || role.load.is_some() =>
+                {
+                    Some("results, soak and load are client fields")
                 }
                 "client"
                     if role.ready != Ready::Line
@@ -248,6 +257,10 @@ impl Implementation {
             };
             if let Some(what) = misplaced {
                 return Err(invalid(format!("[{side}]: {what}")));
+            }
+            if let Some(load) = &role.load {
+                check_template(load, &["{host}", "{port}", "{load}"])
+                    .map_err(|m| invalid(format!("[{side}] load: {m}")))?;
             }
             for template in role
                 .tls
@@ -357,6 +370,21 @@ pub struct Template {
     pub tls_name: String,
     /// `{soak_iterations}` and the other soak settings.
     pub soak: Soak,
+    /// `{load}` and the other load settings (`interop bench`).
+    pub load: LoadArgs,
+}
+
+/// The values of the `{load*}` placeholders: the flags of a client's load
+/// mode (implementations/CONTRACT.md, "Load mode").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadArgs {
+    /// `{load}`: `unary` or `ping_pong`.
+    pub load: String,
+    pub concurrency: u32,
+    pub connections: u32,
+    pub warmup_ms: u64,
+    pub duration_ms: u64,
+    pub payload_bytes: u32,
 }
 
 /// The settings of the soak cases, passed to clients with the official flags.
@@ -386,7 +414,7 @@ impl Default for Soak {
 }
 
 impl Template {
-    const KNOWN: [&'static str; 12] = [
+    const KNOWN: [&'static str; 18] = [
         "root",
         "host",
         "port",
@@ -399,12 +427,19 @@ impl Template {
         "soak_overall_timeout_seconds",
         "soak_min_time_ms_between_rpcs",
         "soak_num_threads",
+        "load",
+        "load_concurrency",
+        "load_connections",
+        "load_warmup_ms",
+        "load_duration_ms",
+        "load_payload_bytes",
     ];
 
     /// Substitutes every placeholder of every argument.
     pub fn expand(&self, args: &[String]) -> Vec<String> {
         let s = self.soak;
-        let values: [(&str, String); 12] = [
+        let l = &self.load;
+        let values: [(&str, String); 18] = [
             ("{root}", self.root.clone()),
             ("{host}", self.host.clone()),
             ("{port}", self.port.clone()),
@@ -426,6 +461,12 @@ impl Template {
                 s.min_time_ms_between_rpcs.to_string(),
             ),
             ("{soak_num_threads}", s.num_threads.to_string()),
+            ("{load_concurrency}", l.concurrency.to_string()),
+            ("{load_connections}", l.connections.to_string()),
+            ("{load_warmup_ms}", l.warmup_ms.to_string()),
+            ("{load_duration_ms}", l.duration_ms.to_string()),
+            ("{load_payload_bytes}", l.payload_bytes.to_string()),
+            ("{load}", l.load.clone()),
         ];
         args.iter()
             .map(|arg| {

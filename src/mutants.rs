@@ -236,6 +236,7 @@ pub async fn list_mutations(root: &Path) -> anyhow::Result<Vec<Mutation>> {
         env: &[],
         env_remove: &[],
         echo_logs: false,
+        cpus: &[],
     })?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut mutations = Vec::new();

@@ -52,6 +52,42 @@ pub struct Spec<'a> {
     pub env_remove: &'a [String],
     /// Print the child's stderr live, each line prefixed with its name.
     pub echo_logs: bool,
+    /// Run it on these CPUs only (its affinity mask); empty: wherever the
+    /// runner may run.
+    pub cpus: &'a [usize],
+}
+
+/// The CPUs this process may run on (its affinity mask), ascending.
+#[cfg(target_os = "linux")]
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// The affinity mask of `cpus`; an error names a CPU beyond the mask's size.
+#[cfg(target_os = "linux")]
+fn cpu_set(cpus: &[usize]) -> std::io::Result<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is given
+    // indices below CPU_SETSIZE only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::other(format!("no CPU {cpu}")));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        Ok(set)
+    }
 }
 
 /// The last lines a child wrote to stderr (and non-protocol stdout lines).
@@ -123,15 +159,31 @@ impl Child {
             .process_group(0)
             .kill_on_drop(true);
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe, as required between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // If the runner dies (even by SIGKILL), the kernel kills this child.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        {
+            let affinity =
+                match spec.cpus {
+                    [] => None,
+                    cpus => Some(cpu_set(cpus).map_err(|e| {
+                        anyhow::anyhow!("{}: cannot pin to {cpus:?}: {e}", spec.name)
+                    })?),
+                };
+            // SAFETY: prctl and sched_setaffinity are async-signal-safe, as
+            // required between fork and exec; `affinity` is a plain value.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // If the runner dies (even by SIGKILL), the kernel kills this child.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some(set) = &affinity
+                        && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set)
+                            != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .spawn()
@@ -337,8 +389,56 @@ mod tests {
             env: &[],
             env_remove: &[],
             echo_logs: false,
+            cpus: &[],
         })
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_child_runs_on_the_cpus_it_is_pinned_to() {
+        let allowed = allowed_cpus();
+        assert!(!allowed.is_empty());
+        let last = *allowed.last().unwrap();
+        let argv = sh("grep Cpus_allowed_list /proc/self/status");
+        for (cpus, want) in [(vec![last], last.to_string()), (vec![], String::new())] {
+            let mut child = Child::spawn(Spec {
+                name: "pinned".into(),
+                argv: &argv,
+                dir: Path::new("/"),
+                env: &[],
+                env_remove: &[],
+                echo_logs: false,
+                cpus: &cpus,
+            })
+            .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            assert_eq!(child.next_line(deadline).await, Next::Eof);
+            assert!(child.wait_until(deadline).await.unwrap().success());
+            let line = child.logs().last(1).join("");
+            let list = line
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_string();
+            if cpus.is_empty() {
+                // Unpinned: as many CPUs as the runner has.
+                assert!(!list.is_empty(), "{line}");
+            } else {
+                assert_eq!(list, want, "{line}");
+            }
+        }
+        let error = Child::spawn(Spec {
+            name: "nowhere".into(),
+            argv: &argv,
+            dir: Path::new("/"),
+            env: &[],
+            env_remove: &[],
+            echo_logs: false,
+            cpus: &[libc::CPU_SETSIZE as usize],
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("cannot pin"), "{error}");
     }
 
     fn alive(pid: i32) -> bool {
@@ -428,6 +528,7 @@ mod tests {
             env: &[],
             env_remove: &[],
             echo_logs: false,
+            cpus: &[],
         })
         .unwrap_err()
         .to_string();

@@ -2,7 +2,8 @@
 
 Shared by the client's command line (its channel, channel_soak's channel per
 iteration) and by the cases that make channels of their own (http2_negative,
-wire, tls), so that every channel of the client is made one way.
+wire, tls), so that every channel of the client is made one way; the load
+mode (interop/load.py) makes grpc.aio channels the same way (make_aio_channel).
 """
 
 import functools
@@ -75,13 +76,36 @@ def make_channel(
     channel_soak would not make a new connection per iteration (nor would each
     case against the bad server, or each tls case, start on a connection of
     its own)."""
-    target = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-    options = [LOCAL_SUBCHANNEL_POOL]
+    target, options = _target_and_options(host, port, credentials, host_override)
     if credentials is None:
         return grpc.insecure_channel(target, options=options)
-    if host_override:
-        options.append(("grpc.ssl_target_name_override", host_override))
     return grpc.secure_channel(target, credentials, options=options)
+
+
+def make_aio_channel(
+    host: str, port: int, credentials: grpc.ChannelCredentials | None = None, host_override: str = ""
+) -> grpc.aio.Channel:
+    """The asyncio (grpc.aio) twin of make_channel, for the load mode: the same
+    target, TLS and name override, and likewise a connection of its own
+    (grpcio would otherwise let aio channels with equal arguments share one
+    subchannel, so --load_connections channels would be one connection).
+    Call it with an event loop running: the channel belongs to that loop."""
+    target, options = _target_and_options(host, port, credentials, host_override)
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+def _target_and_options(
+    host: str, port: int, credentials: grpc.ChannelCredentials | None, host_override: str
+) -> tuple[str, list[tuple[str, str | int]]]:
+    """The target of host:port (an IPv6 address in brackets) and the channel
+    options of make_channel and make_aio_channel."""
+    target = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    options: list[tuple[str, str | int]] = [LOCAL_SUBCHANNEL_POOL]
+    if credentials is not None and host_override:
+        options.append(("grpc.ssl_target_name_override", host_override))
+    return target, options
 
 
 def channel_factory(

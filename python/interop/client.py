@@ -1,8 +1,10 @@
 """The interop client command line (implementations/CONTRACT.md): one channel,
 the chosen cases in order (those of the groups http2_negative, wire and tls make
 channels of their own); on stdout a ready line, one JSON result line per case,
-then a done line."""
+then a done line. With --load it plays a load instead (interop/load.py): a ready
+line, then one load line."""
 
+import asyncio
 import json
 import logging
 import sys
@@ -11,7 +13,7 @@ from typing import IO
 
 import grpc
 
-from interop import _flags
+from interop import _flags, load
 from interop.cases import BAD_INPUT_CASES, CASES, Context, SoakOptions, TlsCases, default_cases, run_case
 from interop.channels import TlsSettings, channel_factory, read_client_cert
 
@@ -127,11 +129,23 @@ SOAK_FLAGS = (
 integer; `--soak_<field>` is the SoakOptions field of the same name."""
 
 
+LOAD_FLAGS = (
+    ("--load_concurrency", 50, "--load: workers, each with one call in flight (unary) or one stream (ping_pong)"),
+    ("--load_connections", 1, "--load: channels, each its own connection; worker i uses channel i mod N"),
+    ("--load_warmup_ms", 1000, "--load: load before the measured window, not counted"),
+    ("--load_duration_ms", 5000, "--load: the measured window"),
+    ("--load_payload_bytes", 100, "--load: the request's and the response's payload size"),
+)
+"""The load flags of CONTRACT.md (Load mode): flag, default, help. Each is an
+integer; `--load_<field>` is the LoadOptions field of the same name."""
+
+
 def _parse_args(argv):
     parser = _flags.OneLineParser(prog="interop_client", description="gRPC interop client (Python, grpcio).")
     parser.add_argument("--server_host", default="localhost", help="host to connect to")
     parser.add_argument("--server_port", type=int, required=True, help="port to connect to")
-    parser.add_argument("--test_case", default="all", help="a case name, a comma-separated list, or all")
+    # None (read as all) tells a --test_case given from none, which --load forbids.
+    parser.add_argument("--test_case", help="a case name, a comma-separated list, or all (default all)")
     _flags.add_bool_flag(parser, "--use_tls", "connect with TLS")
     _flags.add_bool_flag(
         parser, "--use_test_ca", "with --use_tls: trust only the CA of --ca_file instead of the system's roots"
@@ -155,6 +169,9 @@ def _parse_args(argv):
         "--result_file",
         help='also write every result line to this file (created or truncated), then {"event":"done","cases":N}',
     )
+    parser.add_argument("--load", help=f"play a load instead of cases: {' or '.join(load.LOADS)}")
+    for flag, default, help_text in LOAD_FLAGS:
+        parser.add_argument(flag, type=int, default=default, help=f"{help_text} (default {default})")
     args = parser.parse_args(argv)
     if not 0 < args.server_port <= 65535:
         parser.error(f"argument --server_port: {args.server_port} is not a port number")
@@ -168,7 +185,22 @@ def _parse_args(argv):
             f"argument --soak_iterations: {args.soak_iterations} is not divisible by "
             f"--soak_num_threads {args.soak_num_threads}"
         )
+    if args.load is not None:
+        if args.test_case is not None:
+            parser.error("argument --load: not allowed with --test_case (a load is played instead of cases)")
+        try:
+            load_options(args).validate()
+        except _flags.UsageError as e:
+            parser.error(str(e))
+    if args.test_case is None:
+        args.test_case = "all"
     return args
+
+
+def load_options(args) -> load.LoadOptions:
+    """The LoadOptions of parsed flags (with --load)."""
+    fields = {flag[len("--load_") :]: getattr(args, flag[2:]) for flag, _, _ in LOAD_FLAGS}
+    return load.LoadOptions(load=args.load, **fields)
 
 
 def soak_options(args) -> SoakOptions:
@@ -217,6 +249,8 @@ def main(argv=None) -> int:
     """Run the client; returns the exit status (0 no case failed, 1 some failed, 2 bad usage or setup)."""
     args = _parse_args(argv)
     _flags.setup_logging()
+    if args.load is not None:
+        return run_load(args)
     try:
         names = parse_cases(args.test_case)
         credentials = tls_settings(args).credentials() if args.use_tls else None
@@ -247,3 +281,25 @@ def main(argv=None) -> int:
         channel.close()
     output.done()
     return status
+
+
+def run_load(args) -> int:
+    """--load: the ready line once the channels are made, then the load line; returns the exit status
+    (0, or 2 when a TLS file cannot be read)."""
+    try:
+        credentials = tls_settings(args).credentials() if args.use_tls else None
+    except _flags.UsageError as e:
+        print(f"interop_client: error: {e}", file=sys.stderr)
+        return _flags.USAGE_EXIT
+    result = asyncio.run(
+        load.run(
+            load_options(args),
+            args.server_host,
+            args.server_port,
+            credentials,
+            args.server_host_override,
+            on_ready=lambda: print_event({"event": "ready"}),
+        )
+    )
+    print_event(result)
+    return EXIT_OK

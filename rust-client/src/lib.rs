@@ -6,6 +6,7 @@
 
 pub mod cases;
 pub mod checks;
+pub mod load;
 pub mod negative;
 pub mod wire;
 

@@ -3,6 +3,7 @@
 //! Exit status: 0 when no case failed, 1 when one did, 2 on bad usage or setup
 //! (unknown case, unreadable CA file), with one line on stderr.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
 use grpc_interop::cases::{Case, CaseGroup};
+use rust_client::load::{Load, LoadOptions, run_load};
 use rust_client::{
     ClientOptions, Clients, Outcome, ResultSink, SoakOptions, TlsCaseFiles, TlsOptions, run_case,
 };
@@ -28,9 +30,9 @@ struct Args {
     /// Port to connect to.
     #[arg(long = "server_port")]
     server_port: u16,
-    /// One case, a comma-separated list, or `all`.
-    #[arg(long = "test_case", default_value = "all")]
-    test_case: String,
+    /// One case, a comma-separated list, or `all` (the default).
+    #[arg(long = "test_case")]
+    test_case: Option<String>,
     /// Connect with TLS (`--use_tls`, `--use_tls=true`, `--use_tls=false`).
     #[arg(long = "use_tls", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     use_tls: bool,
@@ -78,6 +80,24 @@ struct Args {
     /// `{"event":"done","cases":N}`.
     #[arg(long = "result_file")]
     result_file: Option<PathBuf>,
+    /// Play a load instead of cases: `unary` or `ping_pong`.
+    #[arg(long = "load")]
+    load: Option<String>,
+    /// Load: workers, each with one call or stream in flight.
+    #[arg(long = "load_concurrency", default_value_t = 50)]
+    load_concurrency: usize,
+    /// Load: channels, each its own connection.
+    #[arg(long = "load_connections", default_value_t = 1)]
+    load_connections: usize,
+    /// Load: milliseconds of load before the measured window.
+    #[arg(long = "load_warmup_ms", default_value_t = 1000)]
+    load_warmup_ms: u64,
+    /// Load: the measured window, in milliseconds.
+    #[arg(long = "load_duration_ms", default_value_t = 5000)]
+    load_duration_ms: u64,
+    /// Load: request and response payload size in bytes.
+    #[arg(long = "load_payload_bytes", default_value_t = 100)]
+    load_payload_bytes: usize,
 }
 
 type Stdout = std::io::Stdout;
@@ -85,13 +105,33 @@ type Stdout = std::io::Stdout;
 /// Everything decided before the first case runs; any error here is exit 2.
 struct Setup {
     cases: Vec<Case>,
+    load: Option<LoadOptions>,
     options: ClientOptions,
     soak: SoakOptions,
     sink: ResultSink<Stdout>,
 }
 
 fn setup(args: &Args) -> anyhow::Result<Setup> {
-    let cases = Case::parse_list(&args.test_case).map_err(anyhow::Error::msg)?;
+    let load = match &args.load {
+        None => None,
+        Some(_) if args.test_case.is_some() => {
+            anyhow::bail!("--load plays a load instead of cases: leave out --test_case")
+        }
+        Some(name) => {
+            let options = LoadOptions {
+                load: Load::parse(name).map_err(anyhow::Error::msg)?,
+                concurrency: args.load_concurrency,
+                connections: args.load_connections,
+                warmup: Duration::from_millis(args.load_warmup_ms),
+                duration: Duration::from_millis(args.load_duration_ms),
+                payload_bytes: args.load_payload_bytes,
+            };
+            options.validate().map_err(anyhow::Error::msg)?;
+            Some(options)
+        }
+    };
+    let cases =
+        Case::parse_list(args.test_case.as_deref().unwrap_or("all")).map_err(anyhow::Error::msg)?;
     if let Some(case) = cases.iter().find(|c| c.group() == CaseGroup::BadInput) {
         anyhow::bail!("{case} is a bad_input case: the bad client plays those, not this client");
     }
@@ -166,6 +206,7 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     let sink = ResultSink::open(std::io::stdout(), args.result_file.as_deref())?;
     Ok(Setup {
         cases,
+        load,
         options: ClientOptions {
             host: args.server_host.clone(),
             port: args.server_port,
@@ -180,10 +221,14 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
 async fn run(setup: Setup) -> ExitCode {
     let Setup {
         cases,
+        load,
         options,
         soak,
         mut sink,
     } = setup;
+    if let Some(load) = load {
+        return play_load(&options, &load).await;
+    }
     let clients = match Clients::connect(&options, soak) {
         Ok(clients) => clients,
         Err(error) => {
@@ -212,6 +257,29 @@ async fn run(setup: Setup) -> ExitCode {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `--load`: the ready line, the load, its one line.
+async fn play_load(options: &ClientOptions, load: &LoadOptions) -> ExitCode {
+    let ready = || {
+        println!("{{\"event\":\"ready\"}}");
+    };
+    match run_load(options, load, ready).await {
+        Ok(report) => {
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", report.json_line()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("rust-client: cannot write the load line: {error}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            }
+        }
+        Err(error) => {
+            eprintln!("rust-client: {:#}", anyhow::Error::from(error));
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 

@@ -39,10 +39,11 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// (a test checks it; `tests/test_service_wire.rs` shows the behaviour).
 pub const UNSUPPORTED: &[(Case, &str)] = &[(
     Case::ServerCompressedStreaming,
-    "tonic 0.14.9 cannot leave one message of a response stream uncompressed: when the \
-     client accepts gzip, send_compressed compresses every message of a server stream \
+    "tonic 0.14.9 compresses a response stream as a whole or not at all: send_compressed \
+     compresses every message of a stream to a client that accepts gzip \
      (Response::disable_compression applies only to unary and client-streaming replies), \
-     so ResponseParameters.compressed=false is not honoured",
+     so ResponseParameters.compressed cannot be honoured per message; the server leaves \
+     every streamed message uncompressed",
 )];
 
 /// The reason this server cannot serve `case`, if it cannot.

@@ -86,8 +86,9 @@ fn unary_response(request: Request<SimpleRequest>) -> Result<Response<SimpleResp
         ..Default::default()
     });
     // tonic compresses a unary reply whenever the client accepts gzip; this turns
-    // that off for this one reply. Asking for compression is the default then.
-    if message.response_compressed.is_some_and(|c| !c.value) {
+    // that off unless the request asks for compression (the spec's default is
+    // an uncompressed reply).
+    if !message.response_compressed.is_some_and(|c| c.value) {
         response.disable_compression();
     }
     Ok(response)

@@ -12,6 +12,10 @@
 //!   into the response headers). A tonic error reply is trailers-only (one
 //!   header block); with echoed metadata it is split into headers + trailers so
 //!   each value lands where it belongs on error paths too.
+//! * Which responses are compressed: tonic compresses every response message
+//!   to a client that accepts gzip, per call and not per message, so
+//!   [`EchoMetadata`] passes `grpc-accept-encoding` on to `UnaryCall` only,
+//!   whose handler compresses when `response_compressed` asks.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -93,6 +97,10 @@ impl HttpBody for TrailersOnly {
     }
 }
 
+/// The one method whose responses may be compressed (on request).
+const UNARY_CALL_PATH: &str = "/grpc.testing.TestService/UnaryCall";
+const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+
 /// Tower wrapper around a generated tonic service: echoes the test metadata
 /// and records request compression flags (see the module docs).
 #[derive(Debug, Clone)]
@@ -136,6 +144,14 @@ where
         let flags = RequestFrameFlags::default();
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(flags.clone());
+        // A response is compressed only when its request asks (UnaryCall's
+        // response_compressed; the handler decides). tonic compresses every
+        // message of any other call to a client that accepts gzip, so for
+        // those the client's grpc-accept-encoding is not passed on and their
+        // responses go uncompressed, as the spec's default is.
+        if parts.uri.path() != UNARY_CALL_PATH {
+            parts.headers.remove(GRPC_ACCEPT_ENCODING);
+        }
         let request = http::Request::from_parts(parts, FrameFlagBody::new(body, flags));
         // The clone that was driven to readiness serves this call; a fresh clone stays behind.
         let fresh = self.inner.clone();

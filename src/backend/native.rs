@@ -19,6 +19,8 @@ pub struct Native {
     root: PathBuf,
     settings: Settings,
     env: Vec<(String, String)>,
+    /// The CPUs servers run on; empty: not pinned.
+    server_cpus: Vec<usize>,
 }
 
 /// Variables cargo sets for a build script or test binary; a nested cargo
@@ -48,7 +50,19 @@ impl Native {
             root: root.to_path_buf(),
             settings,
             env,
+            server_cpus: Vec::new(),
         }
+    }
+
+    /// Servers started from now on run on `cpus` only (`interop bench`).
+    pub fn pin_servers(mut self, cpus: Vec<usize>) -> Native {
+        self.server_cpus = cpus;
+        self
+    }
+
+    /// The environment every child gets.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     fn template(&self) -> Template {
@@ -155,6 +169,7 @@ impl Backend for Native {
                     env: &self.env,
                     env_remove: &cargo_vars,
                     echo_logs: self.settings.verbose,
+                    cpus: &[],
                 })
                 .map_err(|e| BackendError::Build(e.to_string()))?;
                 let deadline = Instant::now() + self.settings.build_timeout;
@@ -220,6 +235,7 @@ impl Backend for Native {
                 env: &self.env,
                 env_remove: &[],
                 echo_logs: self.settings.verbose,
+                cpus: &self.server_cpus,
             })
             .map_err(|e| BackendError::Start(e.to_string()))?;
             let deadline = Instant::now() + self.settings.ready_timeout;
@@ -294,6 +310,7 @@ impl Backend for Native {
                 env: &self.env,
                 env_remove: &[],
                 echo_logs: self.settings.verbose,
+                cpus: &[],
             })
             .map_err(|e| BackendError::Start(e.to_string()))?;
             Ok(Box::new(NativeClient {

@@ -161,6 +161,7 @@ pub fn leftover_processes() -> Vec<String> {
         "target/release/lying-server",
         "python/interop_server.py",
         "python/interop_client.py",
+        "target/interop/ghz/",
     ]
     .iter()
     .map(|m| root.join(m).display().to_string())

@@ -399,3 +399,58 @@ func TestTLSCasesThroughClient(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadFlags checks the defaults of the load flags and that they are
+// read: --load switches to load mode, which plays no cases.
+func TestLoadFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--server_port", "1"})
+	if err != nil || o.load != nil {
+		t.Fatalf("without --load: load %+v, %v; want no load", o.load, err)
+	}
+	o, err = parseFlags([]string{"--server_port", "1", "--load", "unary"})
+	want := interop.LoadConfig{Kind: "unary", Concurrency: 50, Connections: 1, Warmup: time.Second, Duration: 5 * time.Second, PayloadBytes: 100}
+	if err != nil || o.load == nil || *o.load != want || len(o.cases) != 0 {
+		t.Fatalf("--load unary: load %+v, %d cases, %v; want %+v, no cases", o.load, len(o.cases), err, want)
+	}
+	o, err = parseFlags([]string{"--server_port", "1", "--load=ping_pong", "--load_concurrency", "8", "--load_connections", "8",
+		"--load_warmup_ms", "0", "--load_duration_ms", "1", "--load_payload_bytes", "1048576"})
+	want = interop.LoadConfig{Kind: "ping_pong", Concurrency: 8, Connections: 8, Warmup: 0, Duration: time.Millisecond, PayloadBytes: 1 << 20}
+	if err != nil || o.load == nil || *o.load != want {
+		t.Fatalf("load flags given: %+v, %v; want %+v", o.load, err, want)
+	}
+}
+
+// TestBadLoadFlagsExitTwo checks the contract's bad usage of the load
+// flags: exit 2, nothing on stdout, one line on stderr naming the flag.
+func TestBadLoadFlagsExitTwo(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--load", "unary", "--test_case", "empty_unary"}, "--test_case"},
+		{[]string{"--load", "unary", "--test_case", "all"}, "--test_case"},
+		{[]string{"--load", "bidi"}, "--load"},
+		{[]string{"--load="}, "--load"},
+		{[]string{"--load", "unary", "--load_concurrency", "0"}, "--load_concurrency"},
+		{[]string{"--load", "ping_pong", "--load_connections", "0"}, "--load_connections"},
+		{[]string{"--load", "unary", "--load_duration_ms", "0"}, "--load_duration_ms"},
+		{[]string{"--load", "unary", "--load_concurrency", "2", "--load_connections", "3"}, "--load_connections"},
+		{[]string{"--load", "unary", "--load_payload_bytes", "1048577"}, "--load_payload_bytes"},
+		{[]string{"--load", "unary", "--load_payload_bytes", "-1"}, "--load_payload_bytes"},
+		{[]string{"--load", "unary", "--load_warmup_ms", "-1"}, "--load_warmup_ms"},
+		{[]string{"--load", "unary", "--load_concurrency", "many"}, "-load_concurrency"},
+		{[]string{"--load"}, "-load"}, // no value
+	} {
+		args := append([]string{"--server_port", "1"}, tt.args...)
+		var out strings.Builder
+		_, err := run(args, &out)
+		var ue usageError
+		if !errors.As(err, &ue) || out.Len() != 0 {
+			t.Errorf("run(%q) = %v, printed %q; want a usage error (exit 2) and nothing printed", args, err, out.String())
+		}
+		code, stdout, stderr := runMain(t, args...)
+		if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.flag) {
+			t.Errorf("client %q: exit %d, stdout %q, stderr %q; want exit 2, nothing on stdout, one line naming %s on stderr", args, code, stdout, stderr, tt.flag)
+		}
+	}
+}

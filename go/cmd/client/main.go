@@ -3,8 +3,14 @@
 // {"event":"ready"} once the channel is made, one result line per case, then
 // {"event":"done","cases":N}.
 //
+// With --load unary|ping_pong it plays a load instead (the contract's "Load
+// mode"): {"event":"ready"} once its channels are made, then one
+// {"event":"load",...} line with the count, errors, rate and latencies of
+// the measured window.
+//
 // Exit status: 0 when no case failed (unsupported is not a failure), 1 when
-// any case failed, 2 on bad usage or setup.
+// any case failed, 2 on bad usage or setup. A load exits 0 once it printed
+// its line, whatever errors it counted.
 package main
 
 import (
@@ -74,6 +80,8 @@ type options struct {
 	clientKey     string
 	soak          interop.SoakConfig
 	resultFile    string
+	// load is what the load flags say with --load (load mode), else nil.
+	load *interop.LoadConfig
 }
 
 // parseFlags reads the flags of CONTRACT.md's "Client" section. Every
@@ -99,6 +107,13 @@ func parseFlags(args []string) (*options, error) {
 	minTimeMS := fs.Int("soak_min_time_ms_between_rpcs", int(def.MinTimeBetweenRPCs.Milliseconds()), "least time between the starts of two iterations of one worker")
 	threads := fs.Int("soak_num_threads", def.Threads, "soak workers; each runs soak_iterations/soak_num_threads iterations")
 	resultFile := fs.String("result_file", "", `also write every result line and the done line to this file (created or truncated)`)
+	defLoad := interop.DefaultLoadConfig()
+	load := fs.String("load", "", `play a load instead of cases: "unary" or "ping_pong"`)
+	loadConcurrency := fs.Int("load_concurrency", defLoad.Concurrency, "with --load: workers, each with one call in flight (unary) or one stream (ping_pong)")
+	loadConnections := fs.Int("load_connections", defLoad.Connections, "with --load: channels, each its own HTTP/2 connection; worker i uses channel i mod N")
+	loadWarmupMS := fs.Int("load_warmup_ms", int(defLoad.Warmup.Milliseconds()), "with --load: load before the measured window, not counted")
+	loadDurationMS := fs.Int("load_duration_ms", int(defLoad.Duration.Milliseconds()), "with --load: the measured window")
+	loadPayloadBytes := fs.Int("load_payload_bytes", defLoad.PayloadBytes, "with --load: request and response payload size, at most 1048576")
 	// The flag package prints a multi-line usage on errors; the contract
 	// wants one line, so errors are returned and usage shown only for -h.
 	fs.SetOutput(io.Discard)
@@ -115,14 +130,36 @@ func parseFlags(args []string) (*options, error) {
 	if *port < 1 || *port > 65535 {
 		return nil, fmt.Errorf("--server_port is required, in 1..65535 (got %d)", *port)
 	}
-	cases, err := interop.ParseCases(*testCase)
-	if err != nil {
-		return nil, err
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var loadCfg *interop.LoadConfig
+	var cases []interop.Case
+	if given["load"] {
+		if given["test_case"] {
+			return nil, errors.New("--load and --test_case do not go together: a load plays no cases")
+		}
+		loadCfg = &interop.LoadConfig{
+			Kind:         *load,
+			Concurrency:  *loadConcurrency,
+			Connections:  *loadConnections,
+			Warmup:       time.Duration(*loadWarmupMS) * time.Millisecond,
+			Duration:     time.Duration(*loadDurationMS) * time.Millisecond,
+			PayloadBytes: *loadPayloadBytes,
+		}
+		if err := loadCfg.Validate(); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if cases, err = interop.ParseCases(*testCase); err != nil {
+			return nil, err
+		}
 	}
 	o := &options{
 		host:          *host,
 		port:          *port,
 		cases:         cases,
+		load:          loadCfg,
 		useTLS:        *useTLS,
 		useTestCA:     *useTestCA,
 		caFile:        *caFile,
@@ -221,6 +258,9 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 		return false, usageError{err}
 	}
 	target := net.JoinHostPort(o.host, strconv.Itoa(o.port))
+	if o.load != nil {
+		return false, runLoad(*o.load, target, creds, out)
+	}
 	// channel_soak makes its channels with the same target and options.
 	cc, clients, err := interop.NewChannel(target, append(interop.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
@@ -269,6 +309,37 @@ func run(args []string, out io.Writer) (failed bool, err error) {
 	return failed, nil
 }
 
+// runLoad plays the load cfg on channels to target with creds, the
+// credentials and options of the cases' channel, and prints the ready line
+// and the load line on out.
+func runLoad(cfg interop.LoadConfig, target string, creds credentials.TransportCredentials, out io.Writer) error {
+	opts := loadDialOptions(creds)
+	dial := func() (*grpc.ClientConn, error) {
+		cc, err := grpc.NewClient(target, opts...)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("channel to %s: %w", target, err)}
+		}
+		return cc, nil
+	}
+	ready := func() error {
+		if err := interop.WriteLine(out, event{Event: "ready"}); err != nil {
+			return fmt.Errorf("write ready line: %w", err)
+		}
+		return nil
+	}
+	slog.Info("load", "load", cfg.Kind, "target", target, "concurrency", cfg.Concurrency, "connections", cfg.Connections,
+		"warmup", cfg.Warmup, "duration", cfg.Duration, "payload_bytes", cfg.PayloadBytes)
+	res, err := interop.RunLoad(context.Background(), cfg, dial, ready)
+	if err != nil {
+		return err
+	}
+	slog.Info("load done", "count", res.Count, "errors", res.Errors, "first_error", res.FirstError)
+	if err := interop.WriteLine(out, res); err != nil {
+		return fmt.Errorf("write load line: %w", err)
+	}
+	return nil
+}
+
 // event is a line with nothing but its event: {"event":"ready"}.
 type event struct {
 	Event string `json:"event"`
@@ -279,4 +350,14 @@ type event struct {
 type done struct {
 	Event string `json:"event"`
 	Cases int    `json:"cases"`
+}
+
+// loadDialOptions are the options of the load's channels: the
+// credentials of the cases' channel (transportCredentials: plaintext, or
+// TLS with the same CA, name and client certificate), without the
+// compression stats handler of interop.DialOptions, which only the
+// compression cases read and which costs every call about 15 allocations
+// (a stats event per header, message and trailer).
+func loadDialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 }

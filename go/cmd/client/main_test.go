@@ -187,3 +187,61 @@ func TestTLSCasesNeedTheirFiles(t *testing.T) {
 		t.Errorf("empty_unary without INTEROP_TLS_DIR = %s %q, want passed", res.Outcome, res.Message)
 	}
 }
+
+// loadLinePattern is the load line of a load without errors.
+var loadLinePattern = regexp.MustCompile(`^\{"event":"load","load":"(unary|ping_pong)","concurrency":4,"connections":2,"warmup_ms":50,"duration_ms":200,"payload_bytes":100,` +
+	`"count":[1-9][0-9]*,"errors":0,"elapsed_ms":200\.0,"qps":[0-9]+\.[0-9],` +
+	`"latency_us":\{"p50":[0-9]+\.[0-9],"p90":[0-9]+\.[0-9],"p99":[0-9]+\.[0-9],"max":[0-9]+\.[0-9]\},"first_error":""\}$`)
+
+// TestLoadLines plays both loads through the client, over plaintext, TLS
+// and mutual TLS (the credentials of the cases' channel): the ready line,
+// then one load line without errors.
+func TestLoadLines(t *testing.T) {
+	t.Setenv("INTEROP_TLS_DIR", tlsDir)
+	plain := serve(t, interop.DefaultGreeting)
+	mtls := serveMTLS(t, filepath.Join(tlsDir, "ca.pem"))
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"plaintext", []string{"--server_port", plain}},
+		{"mutual TLS", []string{"--server_port", mtls, "--use_tls", "--use_test_ca", "--server_host_override", "foo.test.google.fr", "--use_client_cert"}},
+	} {
+		for _, load := range []string{"unary", "ping_pong"} {
+			t.Run(tt.name+"/"+load, func(t *testing.T) {
+				var out strings.Builder
+				args := append([]string{"--server_host", "127.0.0.1", "--load", load, "--load_concurrency", "4", "--load_connections", "2",
+					"--load_warmup_ms", "50", "--load_duration_ms", "200"}, tt.args...)
+				failed, err := run(args, &out)
+				if err != nil || failed {
+					t.Fatalf("run(%q) = %t, %v; want false, nil", args, failed, err)
+				}
+				got := lines(t, out.String())
+				if len(got) != 2 || got[0] != `{"event":"ready"}` || !loadLinePattern.MatchString(got[1]) || !strings.Contains(got[1], `"load":"`+load+`"`) {
+					t.Errorf("run(%q) printed\n%s\nwant the ready line and a %s load line matching %s", args, out.String(), load, loadLinePattern)
+				}
+			})
+		}
+	}
+}
+
+// TestLoadRefusedHandshake: a TLS handshake the server refuses makes
+// errors (Unavailable), not a failed run: the load line, exit 0.
+func TestLoadRefusedHandshake(t *testing.T) {
+	t.Setenv("INTEROP_TLS_DIR", tlsDir)
+	mtls := serveMTLS(t, filepath.Join(tlsDir, "ca.pem"))
+	var out strings.Builder
+	args := []string{"--server_host", "127.0.0.1", "--server_port", mtls, "--use_tls", "--use_test_ca", "--load", "unary",
+		"--load_concurrency", "2", "--load_warmup_ms", "0", "--load_duration_ms", "200"} // no client certificate
+	if _, err := run(args, &out); err != nil {
+		t.Fatalf("run(%q) = %v, want nil", args, err)
+	}
+	got := lines(t, out.String())
+	var res interop.LoadResult
+	if len(got) != 2 || json.Unmarshal([]byte(got[1]), &res) != nil {
+		t.Fatalf("run(%q) printed\n%s\nwant the ready line and the load line", args, out.String())
+	}
+	if res.Count != 0 || res.Errors == 0 || !strings.HasPrefix(res.FirstError, "Unavailable: ") || !strings.Contains(got[1], `"latency_us":null`) {
+		t.Errorf("load line %s; want count 0, errors, first_error Unavailable, latency_us null", got[1])
+	}
+}

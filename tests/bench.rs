@@ -1,0 +1,280 @@
+//! `interop bench` for real: every client with a load mode against every
+//! server, both loads, with ghz; a short smoke run whose figures are not
+//! judged (these machines are noisy), only that every run gave throughput
+//! without errors. And the runner's cross-checks of a client's load line,
+//! shown to fail.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_no_leftovers, ensure_built, impls, root, serial};
+use serde_json::Value;
+
+/// Runs `interop` with `args` from the repository root, killed after `limit`.
+fn interop(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_interop"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("interop starts");
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
+    let err_t = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let until = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("interop {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap().into_bytes(),
+        stderr: err_t.join().unwrap().into_bytes(),
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn every_pairing_gives_throughput_without_errors_and_ghz_plays_each_server() {
+    let _serial = serial();
+    ensure_built();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let html = dir.path().join("bench.html");
+    let out = interop(
+        &[
+            "bench",
+            "--warmup-ms",
+            "100",
+            "--duration-ms",
+            "300",
+            "--concurrency",
+            "4",
+            "--connections",
+            "2",
+            "--payload",
+            "64",
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+        Duration::from_secs(20 * 60),
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_no_leftovers();
+
+    let impls = impls();
+    let clients: Vec<&str> = grpc_interop::bench::eligible_clients(&impls)
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    let servers: Vec<&str> = grpc_interop::bench::eligible_servers(&impls)
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(
+        clients,
+        ["go", "python", "rust"],
+        "clients with a load mode"
+    );
+    assert_eq!(servers, ["go-official", "go", "python", "rust"]);
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["schema"], "interop-bench/1");
+    let settings = &report["settings"];
+    assert_eq!(settings["concurrency"], 4);
+    assert_eq!(settings["connections"], 2);
+    assert_eq!(settings["payload_bytes"], 64);
+    assert_eq!(settings["duration_ms"], 300);
+    assert_eq!(settings["ghz"], grpc_interop::bench::ghz::VERSION);
+    let entries = report["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), clients.len() * servers.len() * 2, "{shown}");
+    for load in ["unary", "ping_pong"] {
+        for client in &clients {
+            for server in &servers {
+                let e = entries
+                    .iter()
+                    .find(|e| e["load"] == load && e["client"] == *client && e["server"] == *server)
+                    .unwrap_or_else(|| panic!("no {load} {client}→{server}"));
+                let what = format!("{load} {client}→{server}: {e}");
+                assert!(e["count"].as_u64().unwrap() > 0, "{what}");
+                assert_eq!(e["errors"], 0, "{what}");
+                assert!(e["qps"].as_f64().unwrap() > 0.0, "{what}");
+                let p50 = e["p50_us"].as_f64().unwrap();
+                let p99 = e["p99_us"].as_f64().unwrap();
+                assert!(0.0 < p50 && p50 <= p99, "{what}");
+                assert!(e["problem"].is_null(), "{what}");
+            }
+        }
+    }
+    let ghz = report["ghz"].as_array().unwrap();
+    assert_eq!(ghz.len(), servers.len(), "{shown}");
+    for e in ghz {
+        assert_eq!(e["load"], "unary");
+        assert!(e["count"].as_u64().unwrap() > 0, "{e}");
+        assert_eq!(e["errors"], 0, "{e}");
+        assert!(e["p99_us"].as_f64().unwrap() > 0.0, "{e}");
+    }
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for title in [
+        "unary: throughput (calls/s)",
+        "unary: p99 latency (ms)",
+        "ping_pong: throughput (round trips/s)",
+        "ping_pong: p99 latency (ms)",
+    ] {
+        assert!(stdout.contains(title), "{title}: {shown}");
+    }
+    let header = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("unary: throughput"))
+        .nth(1)
+        .unwrap();
+    assert!(header.contains('│') && header.ends_with("ghz"), "{header}");
+    assert!(stdout.contains("verdict: PASS: 28 runs"), "{shown}");
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 4);
+    assert!(
+        page.contains("rust → python"),
+        "bar labels name the pairing"
+    );
+}
+
+/// A manifest directory with the Rust server and a client `name` whose load
+/// command is `script` (a file run by sh with host, port and load as $1..$3).
+fn with_client(dir: &Path, name: &str, script: &str) {
+    let file = dir.join(format!("{name}.sh"));
+    std::fs::write(&file, script).unwrap();
+    std::fs::copy(
+        root().join("implementations/rust.toml"),
+        dir.join("rust.toml"),
+    )
+    .unwrap();
+    let manifest = format!(
+        "name = \"{name}\"\nlibrary = \"sh\"\nversion = \"1\"\n\n[client]\n\
+         command = [\"false\", \"{{host}}\", \"{{port}}\", \"{{cases}}\"]\n\
+         load = [\"sh\", {file:?}, \"{{host}}\", \"{{port}}\", \"{{load}}\", \"{{load_concurrency}}\"]\n",
+        file = file.display().to_string()
+    );
+    std::fs::write(dir.join(format!("{name}.toml")), manifest).unwrap();
+}
+
+const GOOD_LINE: &str = r#"{"event":"load","load":"unary","concurrency":50,"connections":1,"warmup_ms":0,"duration_ms":200,"payload_bytes":100,"count":1000,"errors":0,"elapsed_ms":200.0,"qps":5000.0,"latency_us":{"p50":100.0,"p90":200.0,"p99":300.0,"max":400.0},"first_error":""}"#;
+
+#[test]
+fn the_runner_checks_what_a_client_says_of_its_load() {
+    let _serial = serial();
+    ensure_built();
+    let cases = [
+        // A rate its count and window do not give.
+        (
+            "liar",
+            format!(
+                "echo '{{\"event\":\"ready\"}}'; echo '{}'",
+                GOOD_LINE.replace("5000.0", "9000.0")
+            ),
+            "qps 9000 but count 1000 over 200 ms is 5000.0",
+        ),
+        // Settings other than those asked for.
+        (
+            "deaf",
+            format!(
+                "echo '{{\"event\":\"ready\"}}'; echo '{}'",
+                GOOD_LINE.replace("\"concurrency\":50", "\"concurrency\":8")
+            ),
+            "concurrency 8, asked for 50",
+        ),
+        // A good line, then a failing exit.
+        (
+            "crasher",
+            format!("echo '{{\"event\":\"ready\"}}'; echo '{GOOD_LINE}'; exit 3"),
+            "printed its load line, then ended: exit status 3",
+        ),
+        // No line at all.
+        (
+            "mute",
+            "echo '{\"event\":\"ready\"}'; exit 0".to_string(),
+            "ended without a load line",
+        ),
+    ];
+    for (name, script, words) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        with_client(dir.path(), name, &script);
+        let out = interop(
+            &[
+                "bench",
+                "--implementations",
+                dir.path().to_str().unwrap(),
+                "--client",
+                name,
+                "--load",
+                "unary",
+                "--no-ghz",
+                "--warmup-ms",
+                "0",
+                "--duration-ms",
+                "200",
+            ],
+            Duration::from_secs(10 * 60),
+        );
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {shown}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(words), "{name}: {words}: {shown}");
+        assert!(
+            stdout.contains("verdict: FAIL: 1 of 1 runs did not"),
+            "{name}: {shown}"
+        );
+    }
+    assert_no_leftovers();
+}
+
+#[test]
+fn bad_settings_are_usage_errors() {
+    for (args, words) in [
+        (&["--load", "stream"][..], "unknown load \"stream\""),
+        (&["--concurrency", "0"][..], "at least 1"),
+        (
+            &["--concurrency", "2", "--connections", "3"][..],
+            "must not exceed",
+        ),
+        (&["--duration-ms", "0"][..], "--duration-ms"),
+        (&["--client", "nobody"][..], "nobody"),
+    ] {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        let out = interop(&all, Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(words),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
