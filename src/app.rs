@@ -916,6 +916,16 @@ pub async fn bench(
             args.client.as_deref(),
             bench::eligible_clients(&impls),
         )?;
+        let notes = impls
+            .iter()
+            .filter(|i| i.client.as_ref().is_some_and(|role| role.load.is_none()))
+            .map(|i| {
+                format!(
+                    "client {} has no load mode (no `load` in its manifest)",
+                    i.name
+                )
+            })
+            .collect();
         let servers = pick(
             "server",
             args.server.as_deref(),
@@ -955,6 +965,7 @@ pub async fn bench(
             server_cpus: args.server_cpus,
             ghz: !args.no_ghz,
             skip_build: args.no_build,
+            notes,
             settings: Settings {
                 transport: Transport::Plain,
                 ready_timeout: seconds("ready-timeout", args.ready_timeout)?,

@@ -157,6 +157,10 @@ fn every_pairing_gives_throughput_without_errors_and_ghz_plays_each_server() {
         .unwrap();
     assert!(header.contains('│') && header.ends_with("ghz"), "{header}");
     assert!(stdout.contains("verdict: PASS: 28 runs"), "{shown}");
+    assert!(
+        stdout.contains("note: client go-official has no load mode"),
+        "a client left out is named: {shown}"
+    );
 
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<svg").count(), 4);

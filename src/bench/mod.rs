@@ -89,6 +89,8 @@ pub struct BenchOptions {
     pub skip_build: bool,
     /// The native backend's settings.
     pub settings: Settings,
+    /// What the selection left out and why, for the report.
+    pub notes: Vec<String>,
 }
 
 /// The settings a report's figures were measured with.
@@ -346,7 +348,7 @@ fn read_load_line(line: &str, asked: &LoadArgs) -> Result<LoadLine, String> {
 pub async fn run(opts: &BenchOptions, cancel: CancellationToken) -> BenchReport {
     let allowed = crate::process::allowed_cpus();
     let (server_cpus, client_cpus) = split_cpus(&allowed, opts.server_cpus);
-    let mut notes = Vec::new();
+    let mut notes = opts.notes.clone();
     if opts.server_cpus > 0 && client_cpus.is_empty() {
         notes.push(format!(
             "the runner may use {} CPU(s): servers are pinned to {server_cpus:?}, and clients share them",
