@@ -25,6 +25,8 @@ pub enum Line {
     Result(ResultLine),
     /// A client finished its last case, after `cases` result lines.
     Done { cases: usize },
+    /// A client in load mode finished its load (`interop bench`).
+    Load(LoadLine),
 }
 
 /// Why a protocol line could not be understood.
@@ -98,6 +100,36 @@ impl ResultLine {
     }
 }
 
+/// A client's load line (CONTRACT.md, "Load mode"):
+/// `{"event":"load","load":"unary",...}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LoadLine {
+    pub load: String,
+    pub concurrency: u32,
+    pub connections: u32,
+    pub warmup_ms: u64,
+    pub duration_ms: u64,
+    pub payload_bytes: u32,
+    /// Successes in the window.
+    pub count: u64,
+    /// Errors in the window.
+    pub errors: u64,
+    pub elapsed_ms: f64,
+    pub qps: f64,
+    /// `None` when nothing succeeded.
+    pub latency_us: Option<LoadLatency>,
+    pub first_error: String,
+}
+
+/// The latency percentiles of a load line, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct LoadLatency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
 #[derive(Deserialize)]
 struct ListeningFields {
     port: u16,
@@ -142,6 +174,7 @@ pub fn parse(line: &str) -> Result<Line, LineError> {
         "done" => Ok(Line::Done {
             cases: fields::<DoneFields>("done", value)?.cases,
         }),
+        "load" => Ok(Line::Load(fields("load", value)?)),
         _ => Err(LineError::UnknownEvent(event)),
     }
 }
@@ -208,5 +241,26 @@ mod tests {
             "{err}"
         );
         assert!(parse(r#"{"event":"done"}"#).is_err());
+        let err = parse(r#"{"event":"load","load":"unary"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("bad \"load\" line: "), "{err}");
+    }
+
+    #[test]
+    fn load_lines() {
+        let line = r#"{"event":"load","load":"ping_pong","concurrency":50,"connections":1,"warmup_ms":1000,
+            "duration_ms":5000,"payload_bytes":100,"count":12,"errors":1,"elapsed_ms":5000.4,"qps":2.4,
+            "latency_us":{"p50":1.5,"p90":2.5,"p99":3.5,"max":4.5},"first_error":"Unavailable: x"}"#
+            .replace('\n', "");
+        let Ok(Line::Load(l)) = parse(&line) else {
+            panic!("{:?}", parse(&line))
+        };
+        assert_eq!((l.load.as_str(), l.count, l.errors), ("ping_pong", 12, 1));
+        assert_eq!(l.latency_us.unwrap().p99, 3.5);
+        assert_eq!(l.first_error, "Unavailable: x");
+        let none = line.replace(r#"{"p50":1.5,"p90":2.5,"p99":3.5,"max":4.5}"#, "null");
+        let Ok(Line::Load(l)) = parse(&none) else {
+            panic!()
+        };
+        assert_eq!(l.latency_us, None);
     }
 }

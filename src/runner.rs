@@ -735,6 +735,11 @@ impl Pairing {
                         t.notes
                             .push(format!("[runner] a client printed a server's line: {text}"));
                     }
+                    Ok(Line::Load(_)) => {
+                        t.notes.push(format!(
+                            "[runner] a client printed a load line while playing cases: {text}"
+                        ));
+                    }
                     Err(e) => t
                         .notes
                         .push(format!("[runner] unreadable protocol line ({e}): {text}")),

@@ -25,6 +25,7 @@ use crate::backend::{Backend, ServerHandle, Settings, Transport};
 use crate::cases::CaseGroup;
 use crate::manifest::{Implementation, LoadArgs, Template};
 use crate::process::{Child, Next, Spec, describe};
+use crate::protocol::{self, Line, LoadLine};
 
 /// Version of the JSON report's layout.
 pub const REPORT_SCHEMA: &str = "interop-bench/1";
@@ -237,42 +238,20 @@ pub fn split_cpus(allowed: &[usize], server_cpus: usize) -> (Vec<usize>, Vec<usi
     (servers, clients)
 }
 
-/// What a client printed at the end of its load (CONTRACT.md).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-struct LoadLine {
-    event: String,
-    load: String,
-    concurrency: u32,
-    connections: u32,
-    warmup_ms: u64,
-    duration_ms: u64,
-    payload_bytes: u32,
-    count: u64,
-    errors: u64,
-    elapsed_ms: f64,
-    qps: f64,
-    latency_us: Option<LatencyLine>,
-    first_error: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-struct LatencyLine {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
 /// Reads a load line and checks it against what was asked: the settings
 /// echoed, the rate agreeing with the count and the window, the
 /// percentiles present exactly when something succeeded, and in order.
 fn read_load_line(line: &str, asked: &LoadArgs) -> Result<LoadLine, String> {
-    let parsed: LoadLine = serde_json::from_str(line)
-        .map_err(|e| format!("the load line is not what CONTRACT.md says ({e}): {line}"))?;
+    let parsed = match protocol::parse(line) {
+        Ok(Line::Load(parsed)) => parsed,
+        Ok(_) => return Err(format!("expected the load line, got {line}")),
+        Err(e) => {
+            return Err(format!(
+                "the load line is not what CONTRACT.md says ({e}): {line}"
+            ));
+        }
+    };
     let mut wrong = Vec::new();
-    if parsed.event != "load" {
-        wrong.push(format!("event {:?}, want \"load\"", parsed.event));
-    }
     let echoed = [
         ("load", parsed.load.clone(), asked.load.clone()),
         (
@@ -518,7 +497,7 @@ impl Player<'_> {
             _ = self.cancel.cancelled() => return,
         };
         let mut handle = match started {
-            Ok(handle) => Some(handle),
+            Ok(handle) => handle,
             Err(e) => {
                 let why = format!("server {} did not start: {e}", server.name);
                 for load in &self.opts.loads {
@@ -534,11 +513,8 @@ impl Player<'_> {
                         .ghz
                         .push(Entry::empty(Load::Unary, "ghz", &ghz_library(), server).failed(why));
                 }
-                None
+                return;
             }
-        };
-        let Some(mut handle) = handle.take() else {
-            return;
         };
         for load in &self.opts.loads {
             for client in &self.opts.clients {
@@ -663,7 +639,7 @@ impl Player<'_> {
     async fn follow(&self, child: &mut Child, args: &LoadArgs) -> Result<LoadLine, String> {
         let ready_by = Instant::now() + self.opts.settings.ready_timeout;
         match child.next_line(ready_by).await {
-            Next::Line(line) if line.contains("\"ready\"") => {}
+            Next::Line(line) if protocol::parse(&line) == Ok(Line::Ready) => {}
             Next::Line(line) => return Err(format!("expected the ready line, got {line}")),
             Next::Eof => {
                 let status = child
@@ -839,7 +815,11 @@ mod tests {
             (r#""p90":500.0"#, r#""p90":1000.0"#, "out of order"),
             (r#""count":3000"#, r#""count":0"#, "latency_us with count 0"),
             (r#""errors":0"#, r#""errors":2"#, "no first_error"),
-            (r#""event":"load""#, r#""event":"result""#, "event"),
+            (
+                r#""event":"load""#,
+                r#""event":"done""#,
+                "not what CONTRACT.md says",
+            ),
         ] {
             let bad = line.replace(from, to);
             let error = read_load_line(&bad, &asked()).unwrap_err();
