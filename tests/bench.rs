@@ -7,54 +7,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use common::{assert_no_leftovers, ensure_built, impls, root, serial};
+use common::{
+    assert_no_leftovers, ensure_built, impls, output_text as text, root, run_interop, serial,
+};
 use serde_json::Value;
 
-/// Runs `interop` with `args` from the repository root, killed after `limit`.
 fn interop(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_interop"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("interop starts");
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
-    let err_t = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
-    let until = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("interop {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap().into_bytes(),
-        stderr: err_t.join().unwrap().into_bytes(),
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    run_interop(args, limit, &[])
 }
 
 #[test]

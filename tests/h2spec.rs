@@ -6,11 +6,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{root, serial};
+use common::{output_text as text, root, run_interop, serial};
 use grpc_interop::h2spec::{Baseline, BaselineEntry, SECTIONS, parse_listing};
 use serde_json::Value;
 
@@ -34,55 +34,7 @@ fn interop(args: &[&str], limit: Duration) -> Output {
 }
 
 fn run_marked(args: &[&str], limit: Duration, mark: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_interop"))
-        .args(args)
-        .env(MARK, mark)
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("interop starts");
-    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
-    let out_t = drain(child.stdout.take().unwrap());
-    let err_t = drain(child.stderr.take().unwrap());
-    let until = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            // SIGTERM first: interop stops its servers and h2spec processes.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("interop {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
-}
-
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = pipe.read_to_end(&mut v);
-        v
-    })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    run_interop(args, limit, &[(MARK, mark)])
 }
 
 /// Processes that carry `mark` in their environment: servers, h2spec
