@@ -30,10 +30,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::native::Native;
-use crate::backend::{Backend, Next, Settings, Transport};
+use crate::backend::{Backend, Settings, Transport};
 use crate::cases::CaseGroup;
 use crate::manifest::Implementation;
-use crate::process::{Child, Spec, describe};
+use crate::process::{Child, Spec, describe, run_to_end};
 
 /// h2spec's Go module.
 pub const MODULE: &str = "github.com/summerwind/h2spec";
@@ -1106,30 +1106,21 @@ async fn install(opts: &H2specOptions) -> Result<Tool, H2specError> {
     if !opts.skip_build {
         let script = opts.root.join("scripts/h2spec.sh");
         let argv = vec!["bash".to_string(), script.display().to_string()];
-        let mut child = Child::spawn(Spec {
-            name: "install h2spec".to_string(),
-            argv: &argv,
-            dir: &opts.root,
-            env: &[],
-            env_remove: &[],
-            echo_logs: opts.settings.verbose,
-            cpus: &[],
-        })
-        .map_err(|e| H2specError::Install(e.to_string()))?;
-        let deadline = Instant::now() + opts.settings.build_timeout;
-        while let Next::Line(_) = child.next_line(deadline).await {}
-        let status = child.wait_until(deadline).await;
-        if status.is_none() {
-            child.stop(opts.settings.stop_grace).await;
-        }
-        if !status.is_some_and(|s| s.success()) {
-            return Err(H2specError::Install(format!(
-                "{} failed: {}\n{}",
-                argv.join(" "),
-                describe(status),
-                child.logs().last(30).join("\n")
-            )));
-        }
+        run_to_end(
+            Spec {
+                name: "install h2spec".to_string(),
+                argv: &argv,
+                dir: &opts.root,
+                env: &[],
+                env_remove: &[],
+                echo_logs: opts.settings.verbose,
+                cpus: &[],
+            },
+            opts.settings.build_timeout,
+            opts.settings.stop_grace,
+        )
+        .await
+        .map_err(H2specError::Install)?;
     } else if !binary.is_file() {
         return Err(H2specError::Install(format!(
             "{} is not there (run scripts/h2spec.sh, or leave out --no-build)",

@@ -57,6 +57,31 @@ pub struct Spec<'a> {
     pub cpus: &'a [usize],
 }
 
+/// How many log lines of a build or install step a failure shows.
+const STEP_LOG_LINES: usize = 30;
+
+/// Runs `spec` to its end (a build or install step), keeping its output for
+/// the error only: `Ok` when it exits 0 within `limit`; otherwise why not,
+/// with its last log lines. One still running at the limit is stopped
+/// (`grace`, then killed); dropping the future kills its process group.
+pub async fn run_to_end(spec: Spec<'_>, limit: Duration, grace: Duration) -> Result<(), String> {
+    let what = format!("{} ({})", spec.name, spec.argv.join(" "));
+    let mut child = Child::spawn(spec).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + limit;
+    while let Next::Line(_) = child.next_line(deadline).await {}
+    let status = child.wait_until(deadline).await;
+    let logs = || child.logs().last(STEP_LOG_LINES).join("\n");
+    if status.is_none() {
+        let logs = logs();
+        child.stop(grace).await;
+        return Err(format!("{what} did not finish within {limit:?}\n{logs}"));
+    }
+    if !status.is_some_and(|s| s.success()) {
+        return Err(format!("{what} failed: {}\n{}", describe(status), logs()));
+    }
+    Ok(())
+}
+
 /// The CPUs this process may run on (its affinity mask), ascending.
 #[cfg(target_os = "linux")]
 pub fn allowed_cpus() -> Vec<usize> {
@@ -392,6 +417,52 @@ mod tests {
             cpus: &[],
         })
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn run_to_end_says_why_a_step_did_not_succeed() {
+        let step =
+            |argv: &'static [&'static str]| argv.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let run = |argv: Vec<String>, limit: Duration| async move {
+            run_to_end(
+                Spec {
+                    name: "step".into(),
+                    argv: &argv,
+                    dir: Path::new("/"),
+                    env: &[],
+                    env_remove: &[],
+                    echo_logs: false,
+                    cpus: &[],
+                },
+                limit,
+                Duration::from_millis(200),
+            )
+            .await
+        };
+        let secs = Duration::from_secs(5);
+        assert_eq!(run(step(&["sh", "-c", "echo fine"]), secs).await, Ok(()));
+        let failed = run(step(&["sh", "-c", "echo broken >&2; exit 3"]), secs)
+            .await
+            .unwrap_err();
+        assert!(
+            failed.starts_with("step (sh -c echo broken >&2; exit 3) failed: exit status 3"),
+            "{failed}"
+        );
+        assert!(failed.ends_with("\nbroken"), "{failed}");
+        let slow = run(
+            step(&["sh", "-c", "echo waiting >&2; sleep 30"]),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            slow.contains("did not finish within 300ms\nwaiting"),
+            "{slow}"
+        );
+        let missing = run(step(&["/nonexistent/program"]), secs)
+            .await
+            .unwrap_err();
+        assert!(missing.contains("cannot start"), "{missing}");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::cases::Case;
 use crate::manifest::{DEFAULT_TLS_CA, DEFAULT_TLS_NAME, Implementation, Ready, Role, Template};
-use crate::process::{Child, Spec, describe};
+use crate::process::{Child, Spec, describe, run_to_end};
 use crate::protocol::{self, Line};
 
 /// Runs servers and clients as local processes.
@@ -161,37 +161,21 @@ impl Backend for Native {
                     Some(d) => self.root.join(d),
                     None => self.root.clone(),
                 };
-                let name = format!("build {} step {}", imp.name, i + 1);
-                let mut child = Child::spawn(Spec {
-                    name: name.clone(),
-                    argv: &argv,
-                    dir: &dir,
-                    env: &self.env,
-                    env_remove: &cargo_vars,
-                    echo_logs: self.settings.verbose,
-                    cpus: &[],
-                })
-                .map_err(|e| BackendError::Build(e.to_string()))?;
-                let deadline = Instant::now() + self.settings.build_timeout;
-                while let Next::Line(_) = child.next_line(deadline).await {}
-                let status = child.wait_until(deadline).await;
-                if status.is_none() {
-                    child.stop(self.settings.stop_grace).await;
-                    return Err(BackendError::Build(format!(
-                        "{name} ({}) did not finish within {:?}\n{}",
-                        argv.join(" "),
-                        self.settings.build_timeout,
-                        child.logs().last(30).join("\n")
-                    )));
-                }
-                if !status.is_some_and(|s| s.success()) {
-                    return Err(BackendError::Build(format!(
-                        "{name} ({}) failed: {}\n{}",
-                        argv.join(" "),
-                        describe(status),
-                        child.logs().last(30).join("\n")
-                    )));
-                }
+                run_to_end(
+                    Spec {
+                        name: format!("build {} step {}", imp.name, i + 1),
+                        argv: &argv,
+                        dir: &dir,
+                        env: &self.env,
+                        env_remove: &cargo_vars,
+                        echo_logs: self.settings.verbose,
+                        cpus: &[],
+                    },
+                    self.settings.build_timeout,
+                    self.settings.stop_grace,
+                )
+                .await
+                .map_err(BackendError::Build)?;
             }
             Ok(())
         })

@@ -24,7 +24,7 @@ use crate::backend::native::Native;
 use crate::backend::{Backend, ServerHandle, Settings, Transport};
 use crate::cases::CaseGroup;
 use crate::manifest::{Implementation, LoadArgs, Template};
-use crate::process::{Child, Next, Spec, describe};
+use crate::process::{Child, Next, Spec, describe, run_to_end};
 use crate::protocol::{self, Line, LoadLine};
 
 /// Version of the JSON report's layout.
@@ -445,34 +445,22 @@ async fn install_ghz(opts: &BenchOptions, cancel: &CancellationToken) -> Result<
         "bash".to_string(),
         opts.root.join("scripts/ghz.sh").display().to_string(),
     ];
-    let mut child = Child::spawn(Spec {
-        name: "install ghz".to_string(),
-        argv: &argv,
-        dir: &opts.root,
-        env: &[],
-        env_remove: &[],
-        echo_logs: opts.settings.verbose,
-        cpus: &[],
-    })
-    .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + opts.settings.build_timeout;
-    let status = tokio::select! {
-        status = async {
-            while let Next::Line(_) = child.next_line(deadline).await {}
-            child.wait_until(deadline).await
-        } => status,
-        _ = cancel.cancelled() => None,
-    };
-    if status.is_none() {
-        child.stop(opts.settings.stop_grace).await;
-    }
-    if !status.is_some_and(|s| s.success()) {
-        return Err(format!(
-            "{} failed: {}\n{}",
-            argv.join(" "),
-            describe(status),
-            child.logs().last(20).join("\n")
-        ));
+    let install = run_to_end(
+        Spec {
+            name: "install ghz".to_string(),
+            argv: &argv,
+            dir: &opts.root,
+            env: &[],
+            env_remove: &[],
+            echo_logs: opts.settings.verbose,
+            cpus: &[],
+        },
+        opts.settings.build_timeout,
+        opts.settings.stop_grace,
+    );
+    tokio::select! {
+        result = install => result?,
+        _ = cancel.cancelled() => return Err("interrupted".to_string()),
     }
     Ok(binary)
 }
