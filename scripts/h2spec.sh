@@ -4,10 +4,10 @@
 # a pinned version into target/interop/h2spec/h2spec. Nothing of it is in this
 # repository.
 #
-# Idempotent: nothing is downloaded or built while the installed binary's own
-# build information (`go version -m`) names the pinned module version. Its
-# `--version` cannot be used for that: it prints a string fixed in the source
-# ("2.0.0"), not the module version.
+# Idempotent (see go-tool.sh): nothing is downloaded or built while the
+# installed binary's own build information names the pinned module version.
+# Its `--version` cannot be used for that: it prints a string fixed in the
+# source ("2.0.0"), not the module version.
 #
 # h2spec's module has no go.mod (hence +incompatible), so `go install
 # pkg@version` resolves its dependencies (golang.org/x/net among them) to
@@ -25,28 +25,13 @@ out="$root/target/interop/h2spec"
 bin="$out/h2spec"
 stamp="$out/h2spec.stamp"
 
-log() { printf 'h2spec: %s\n' "$*" >&2; }
-die() { printf 'h2spec: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/go-tool.sh
+source "$root/scripts/go-tool.sh"
+go_tool_install h2spec "$module" cmd/h2spec "$version" "$out"
 
-command -v go >/dev/null 2>&1 || die "go not found on PATH (need Go 1.26 or newer)"
-
-# The module version built into $bin, empty when there is none.
-installed() {
-  [[ -x $bin ]] || return 0
-  go version -m "$bin" 2>/dev/null | awk -v m="$module" '$1 == "mod" && $2 == m { print $3 }'
-}
-
-if [[ "$(installed)" == "$version" ]]; then
-  exit 0
+# The dependencies this build got, once per build.
+if [[ ! -s $stamp || $bin -nt $stamp ]]; then
+  go version -m "$bin" | awk '$1 == "mod" || $1 == "dep" { print $2, $3 }' >"$stamp.partial"
+  mv "$stamp.partial" "$stamp"
+  printf 'h2spec: dependencies as built: %s\n' "$stamp" >&2
 fi
-
-log "installing $module $version into $out"
-mkdir -p "$out"
-# Outside any module: `go install pkg@version` builds the module as published.
-(cd "$out" && GOBIN="$out" GOFLAGS=-trimpath go install "$module/cmd/h2spec@$version")
-
-got="$(installed)"
-[[ $got == "$version" ]] || die "built $bin, but it says it is ${got:-of no version}, not $version"
-go version -m "$bin" | awk '$1 == "mod" || $1 == "dep" { print $2, $3 }' >"$stamp.partial"
-mv "$stamp.partial" "$stamp"
-log "h2spec $version in $bin (dependencies as built: $stamp)"
