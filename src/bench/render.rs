@@ -66,6 +66,29 @@ impl BenchReport {
         (clients, servers)
     }
 
+    /// The runs without figures or with errors, pairings first, then ghz.
+    fn not_ok(&self) -> Vec<&Entry> {
+        self.entries
+            .iter()
+            .chain(&self.ghz)
+            .filter(|e| !e.ok())
+            .collect()
+    }
+
+    /// A matrix cell: the figure (`—` when there is none), marked `✗`
+    /// when the run is not ok; `·` when the pairing was not played.
+    fn cell(&self, load: Load, figure: Figure, client: &str, server: &str) -> String {
+        match self.find(load, client, server) {
+            None => "·".to_string(),
+            Some(e) => match (figure.of(e), e.ok()) {
+                (Some(v), true) => figure.format(v),
+                (Some(v), false) => format!("{} ✗", figure.format(v)),
+                (None, true) => "—".to_string(),
+                (None, false) => "✗".to_string(),
+            },
+        }
+    }
+
     fn find(&self, load: Load, client: &str, server: &str) -> Option<&Entry> {
         let list = if client == "ghz" {
             &self.ghz
@@ -129,12 +152,7 @@ impl BenchReport {
         for note in &self.notes {
             writeln!(out, "note: {note}")?;
         }
-        let bad: Vec<&Entry> = self
-            .entries
-            .iter()
-            .chain(&self.ghz)
-            .filter(|e| !e.ok())
-            .collect();
+        let bad = self.not_ok();
         for e in &bad {
             writeln!(
                 out,
@@ -165,14 +183,6 @@ impl BenchReport {
         servers: &[String],
     ) -> std::io::Result<()> {
         let with_ghz = load == Load::Unary && !self.ghz.is_empty();
-        let cell = |client: &str, server: &str| match self.find(load, client, server) {
-            None => "·".to_string(),
-            Some(e) if !e.ok() => match figure.of(e) {
-                Some(v) => format!("{} ✗", figure.format(v)),
-                None => "✗".to_string(),
-            },
-            Some(e) => figure.of(e).map_or("—".to_string(), |v| figure.format(v)),
-        };
         let mut columns: Vec<String> = clients.to_vec();
         if with_ghz {
             columns.push("ghz".to_string());
@@ -184,7 +194,7 @@ impl BenchReport {
         }];
         for server in servers {
             let mut row = vec![server.clone()];
-            row.extend(columns.iter().map(|c| cell(c, server)));
+            row.extend(columns.iter().map(|c| self.cell(load, figure, c, server)));
             rows.push(row);
         }
         let widths: Vec<usize> = (0..=columns.len())
@@ -237,12 +247,7 @@ impl BenchReport {
                 page.push_str(&self.table(*load, figure, &columns, &servers));
             }
         }
-        let bad: Vec<&Entry> = self
-            .entries
-            .iter()
-            .chain(&self.ghz)
-            .filter(|e| !e.ok())
-            .collect();
+        let bad = self.not_ok();
         if !bad.is_empty() {
             page.push_str("<h2>Runs without figures or with errors</h2><ul>\n");
             for e in bad {
@@ -329,13 +334,7 @@ impl BenchReport {
         for s in servers {
             let _ = write!(html, "<tr><th>{}</th>", escape(s));
             for c in &shown {
-                let text = match self.find(load, c, s) {
-                    None => "·".to_string(),
-                    Some(e) => {
-                        let v = figure.of(e).map_or("—".to_string(), |v| figure.format(v));
-                        if e.ok() { v } else { format!("{v} ✗") }
-                    }
-                };
+                let text = self.cell(load, figure, c, s);
                 let _ = write!(html, "<td>{}</td>", escape(&text));
             }
             html.push_str("</tr>\n");
