@@ -933,9 +933,7 @@ pub async fn bench(
         )?;
         let mut loads = Vec::new();
         for name in args.load.split(',').map(str::trim) {
-            let load = Load::parse(name).ok_or_else(|| {
-                anyhow::anyhow!("--load: unknown load {name:?} (the loads are unary and ping_pong)")
-            })?;
+            let load = Load::parse(name).map_err(|e| anyhow::anyhow!("--load: {e}"))?;
             if !loads.contains(&load) {
                 loads.push(load);
             }

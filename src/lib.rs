@@ -21,6 +21,7 @@ pub mod collect;
 pub mod h2spec;
 #[cfg(feature = "runner")]
 pub mod judge;
+pub mod load;
 #[cfg(feature = "runner")]
 pub mod manifest;
 #[cfg(feature = "runner")]

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::{ClientError, ClientOptions};
+pub use grpc_interop::load::Load;
 
 /// The deadline of each unary call.
 pub const UNARY_DEADLINE: Duration = Duration::from_secs(10);
@@ -26,29 +27,6 @@ pub const UNARY_DEADLINE: Duration = Duration::from_secs(10);
 pub const WIND_DOWN: Duration = Duration::from_secs(10);
 /// The largest payload a load may ask for.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
-
-/// The two loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Load {
-    /// `UnaryCall`, one call in flight per worker.
-    Unary,
-    /// Round trips on one `FullDuplexCall` stream per worker.
-    PingPong,
-}
-
-impl Load {
-    /// `unary` or `ping_pong`.
-    pub fn parse(name: &str) -> Result<Load, String> {
-        match name {
-            "unary" => Ok(Load::Unary),
-            "ping_pong" => Ok(Load::PingPong),
-            other => Err(format!(
-                "unknown load {other:?}: the loads are unary and ping_pong"
-            )),
-        }
-    }
-}
 
 /// What to play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

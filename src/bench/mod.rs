@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::native::Native;
 use crate::backend::{Backend, ServerHandle, Settings, Transport};
 use crate::cases::CaseGroup;
+pub use crate::load::Load;
 use crate::manifest::{Implementation, LoadArgs, Template};
 use crate::process::{Child, Next, Spec, describe, run_to_end};
 use crate::protocol::{self, Line, LoadLine};
@@ -33,40 +34,6 @@ pub const REPORT_SCHEMA: &str = "interop-bench/1";
 /// How long a client may take, after its window closed, to finish what is
 /// in flight (the contract gives it 10 s) and print its line.
 const AFTER_WINDOW: Duration = Duration::from_secs(15);
-
-/// The two loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Load {
-    /// `UnaryCall`, one call in flight per worker.
-    Unary,
-    /// Round trips on one `FullDuplexCall` stream per worker.
-    PingPong,
-}
-
-impl Load {
-    pub const ALL: [Load; 2] = [Load::Unary, Load::PingPong];
-
-    /// `unary` or `ping_pong`, as the clients' `--load` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Load::Unary => "unary",
-            Load::PingPong => "ping_pong",
-        }
-    }
-
-    /// What one unit of its throughput is.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Load::Unary => "calls/s",
-            Load::PingPong => "round trips/s",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Load> {
-        Load::ALL.into_iter().find(|l| l.name() == name)
-    }
-}
 
 /// What to play, as the command line chose.
 #[derive(Debug, Clone)]
