@@ -1287,7 +1287,7 @@ pub async fn soak(c: &Clients, channels: Channels) -> Checks {
 
 /// The nearest-rank `p`-th percentile of sorted `values`: the value at rank
 /// ⌈p/100 × n⌉ (1-based); `None` when there are none.
-pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+pub fn nearest_rank<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
@@ -1371,6 +1371,6 @@ mod tests {
         assert_eq!(nearest_rank(&values, 99.0), Some(10.0));
         assert_eq!(nearest_rank(&values, 100.0), Some(10.0));
         assert_eq!(nearest_rank(&[3.0], 50.0), Some(3.0));
-        assert_eq!(nearest_rank(&[], 50.0), None);
+        assert_eq!(nearest_rank::<f64>(&[], 50.0), None);
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::cases::nearest_rank;
 use crate::{ClientError, ClientOptions};
 pub use grpc_interop::load::Load;
 
@@ -103,13 +104,6 @@ impl LoadReport {
     }
 }
 
-/// The value at rank ⌈p/100 × n⌉ of `sorted` (ascending, not empty).
-pub fn nearest_rank(sorted: &[u64], p: f64) -> u64 {
-    let n = sorted.len();
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
-
 /// Percentiles of `latencies` (nanoseconds, any order); `None` when empty.
 pub fn latency_of(latencies: &mut [u64]) -> Option<Latency> {
     if latencies.is_empty() {
@@ -118,10 +112,10 @@ pub fn latency_of(latencies: &mut [u64]) -> Option<Latency> {
     latencies.sort_unstable();
     let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
     Some(Latency {
-        p50: us(nearest_rank(latencies, 50.0)),
-        p90: us(nearest_rank(latencies, 90.0)),
-        p99: us(nearest_rank(latencies, 99.0)),
-        max: us(*latencies.last().expect("not empty")),
+        p50: us(nearest_rank(latencies, 50.0)?),
+        p90: us(nearest_rank(latencies, 90.0)?),
+        p99: us(nearest_rank(latencies, 99.0)?),
+        max: us(*latencies.last()?),
     })
 }
 
@@ -385,13 +379,13 @@ mod tests {
     #[test]
     fn nearest_rank_takes_the_ceiling_rank() {
         let sorted: Vec<u64> = (1..=10).collect();
-        assert_eq!(nearest_rank(&sorted, 50.0), 5);
-        assert_eq!(nearest_rank(&sorted, 90.0), 9);
-        assert_eq!(nearest_rank(&sorted, 99.0), 10);
-        assert_eq!(nearest_rank(&sorted, 0.0), 1);
-        assert_eq!(nearest_rank(&[7], 99.0), 7);
+        assert_eq!(nearest_rank(&sorted, 50.0), Some(5));
+        assert_eq!(nearest_rank(&sorted, 90.0), Some(9));
+        assert_eq!(nearest_rank(&sorted, 99.0), Some(10));
+        assert_eq!(nearest_rank(&sorted, 0.0), Some(1));
+        assert_eq!(nearest_rank(&[7u64], 99.0), Some(7));
         let hundred: Vec<u64> = (1..=100).collect();
-        assert_eq!(nearest_rank(&hundred, 99.0), 99);
+        assert_eq!(nearest_rank(&hundred, 99.0), Some(99));
     }
 
     #[test]
