@@ -91,6 +91,7 @@ fn every_pairing_gives_throughput_without_errors_and_ghz_plays_each_server() {
                 let p99 = e["p99_us"].as_f64().unwrap();
                 assert!(0.0 < p50 && p50 <= p99, "{what}");
                 assert!(e["problem"].is_null(), "{what}");
+                server_cpu_agrees(e, &what);
             }
         }
     }
@@ -101,6 +102,7 @@ fn every_pairing_gives_throughput_without_errors_and_ghz_plays_each_server() {
         assert!(e["count"].as_u64().unwrap() > 0, "{e}");
         assert_eq!(e["errors"], 0, "{e}");
         assert!(e["p99_us"].as_f64().unwrap() > 0.0, "{e}");
+        server_cpu_agrees(e, &e.to_string());
     }
 
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -109,6 +111,8 @@ fn every_pairing_gives_throughput_without_errors_and_ghz_plays_each_server() {
         "unary: p99 latency (ms)",
         "ping_pong: throughput (round trips/s)",
         "ping_pong: p99 latency (ms)",
+        "unary: server CPU per call (µs)",
+        "ping_pong: server CPU per round trip (µs)",
     ] {
         assert!(stdout.contains(title), "{title}: {shown}");
     }
@@ -125,11 +129,30 @@ fn every_pairing_gives_throughput_without_errors_and_ghz_plays_each_server() {
     );
 
     let page = std::fs::read_to_string(&html).unwrap();
-    assert_eq!(page.matches("<svg").count(), 4);
+    assert_eq!(page.matches("<svg").count(), 6);
     assert!(
         page.contains("rust → python"),
         "bar labels name the pairing"
     );
+}
+
+/// The server's CPU time over a window was measured, and its figure per
+/// call is that time over the calls. The grpcio server, which spends the
+/// most per call, shows time in every window; the others may spend less
+/// than a clock tick in a window this short.
+fn server_cpu_agrees(e: &serde_json::Value, what: &str) {
+    let cpu_ms = e["server_cpu_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no server CPU: {what}"));
+    let per_call = e["server_cpu_us_per_call"].as_f64().unwrap();
+    let count = e["count"].as_u64().unwrap() as f64;
+    assert!(
+        (per_call - cpu_ms * 1000.0 / count).abs() <= 0.1,
+        "per call = CPU / calls: {what}"
+    );
+    if e["server"] == "python" {
+        assert!(cpu_ms > 0.0, "a grpcio server under load uses CPU: {what}");
+    }
 }
 
 /// A manifest directory with the Rust server and a client `name` whose load

@@ -115,6 +115,10 @@ pub trait ServerHandle: Send {
     fn memory_kib(&self) -> Option<u64> {
         None
     }
+    /// The CPU time it has used so far, where the backend can see it.
+    fn cpu_time(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A running client process.

@@ -95,6 +95,68 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The CPU time process `pid` and its descendants have used so far (user
+/// and system, of every thread, with the children it has reaped), from /proc;
+/// `None` when `pid` is gone. Its resolution is the kernel's clock tick.
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let (own, _) = stat_ticks(pid)?;
+    let mut ticks = own;
+    // Descendants still running: a server started through a wrapper runs
+    // its work in a child.
+    let mut parents = vec![pid];
+    let processes = process_parents();
+    while let Some(parent) = parents.pop() {
+        for &(child, ppid) in &processes {
+            if ppid == parent
+                && let Some((t, _)) = stat_ticks(child)
+            {
+                ticks += t;
+                parents.push(child);
+            }
+        }
+    }
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&hz| hz > 0)?;
+    Some(std::time::Duration::from_nanos(
+        ticks.saturating_mul(1_000_000_000) / hz,
+    ))
+}
+
+/// Clock ticks of `pid` (utime + stime + cutime + cstime) and its parent,
+/// from /proc/PID/stat.
+fn stat_ticks(pid: u32) -> Option<(u64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// The fields of a /proc/PID/stat line that [`cpu_time`] needs: the command
+/// name may hold spaces and parentheses, so fields count from its last `)`.
+fn parse_stat(stat: &str) -> Option<(u64, u32)> {
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // After the name: state ppid ... utime(14) stime(15) cutime(16) cstime(17),
+    // numbered as in proc(5).
+    let ppid = fields.get(1)?.parse().ok()?;
+    let mut ticks = 0u64;
+    for i in 11..=14 {
+        ticks += fields.get(i)?.parse::<u64>().ok()?;
+    }
+    Some((ticks, ppid))
+}
+
+/// Every process as (pid, parent pid).
+fn process_parents() -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, stat_ticks(pid)?.1)))
+        .collect()
+}
+
 /// A port that is free now: bound and released.
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -334,6 +396,10 @@ impl ServerHandle for NativeServer {
         self.child.pid().and_then(resident_kib)
     }
 
+    fn cpu_time(&self) -> Option<std::time::Duration> {
+        self.child.pid().and_then(cpu_time)
+    }
+
     fn stop(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // Servers stop gracefully within about two seconds; more is a hang.
@@ -362,5 +428,49 @@ impl ClientHandle for NativeClient {
 
     fn logs(&self, lines: usize) -> Vec<String> {
         self.child.logs().last(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        // proc(5): pid (comm) state ppid pgrp session tty tpgid flags minflt
+        // cminflt majflt cmajflt utime stime cutime cstime ...
+        let line = "4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 900 0 0 0 120 30 5 2 20 0 3 0";
+        assert_eq!(parse_stat(line), Some((157, 17)));
+        assert_eq!(parse_stat("4242 (cut short) S 17 4242"), None);
+    }
+
+    #[test]
+    fn cpu_time_counts_a_wrapper_s_busy_child() {
+        // The shell waits; its child burns CPU for about 300 ms.
+        let mut wrapper = std::process::Command::new("sh")
+            .args(["-c", "timeout 0.3 sh -c 'while :; do :; done'; exit 0"])
+            .spawn()
+            .expect("sh starts");
+        let pid = wrapper.id();
+        let before = cpu_time(pid).expect("the wrapper is running");
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let mut seen = Duration::ZERO;
+        while Instant::now() < give_up {
+            match cpu_time(pid) {
+                Some(t) => seen = t,
+                None => break,
+            }
+            if wrapper.try_wait().expect("wait works").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = wrapper.wait();
+        assert!(
+            seen >= before + Duration::from_millis(100),
+            "the busy child's CPU shows in its parent's tree: {before:?} then {seen:?}"
+        );
+        assert_eq!(cpu_time(u32::MAX), None);
     }
 }

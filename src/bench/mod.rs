@@ -104,6 +104,13 @@ pub struct Entry {
     /// Why the figures are missing or cannot be trusted (a client that did
     /// not start, crashed, or printed a line that contradicts itself).
     pub problem: Option<String>,
+    /// The server's CPU time over the window, in ms (every thread, user and
+    /// system); `None` when it was not measured.
+    #[serde(default)]
+    pub server_cpu_ms: Option<f64>,
+    /// That CPU time per successful call (per round trip for ping_pong), in µs.
+    #[serde(default)]
+    pub server_cpu_us_per_call: Option<f64>,
 }
 
 impl Entry {
@@ -123,7 +130,20 @@ impl Entry {
             max_us: None,
             first_error: String::new(),
             problem: None,
+            server_cpu_ms: None,
+            server_cpu_us_per_call: None,
         }
+    }
+
+    /// Records the server's CPU time over the window.
+    fn with_server_cpu(mut self, spent: Option<Duration>) -> Entry {
+        if let Some(spent) = spent {
+            let ms = spent.as_secs_f64() * 1000.0;
+            self.server_cpu_ms = Some((ms * 10.0).round() / 10.0);
+            self.server_cpu_us_per_call =
+                (self.count > 0).then(|| ((ms * 1000.0 / self.count as f64) * 10.0).round() / 10.0);
+        }
+        self
     }
 
     fn failed(mut self, problem: impl Into<String>) -> Entry {
@@ -388,6 +408,51 @@ pub async fn run(opts: &BenchOptions, cancel: CancellationToken) -> BenchReport 
     report
 }
 
+/// Runs `work` and takes the server's CPU time when the window opens and
+/// when it closes, or when `work` ends if that comes first (a client ends
+/// its window by its own clock, which can run a moment ahead of the
+/// runner's estimate); returns what `work` returned and the CPU time spent
+/// in between, `None` when `work` ended before the window opened or the
+/// server's CPU time cannot be seen. The samples only measure the server:
+/// nothing is judged by this clock.
+async fn cpu_over_window<T>(
+    server: &dyn ServerHandle,
+    opens: Instant,
+    closes: Instant,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Option<Duration>) {
+    tokio::pin!(work);
+    // The look when the window opened (itself `None` when the backend
+    // cannot see CPU time), and the time spent once the window closed.
+    let mut at_open: Option<Option<Duration>> = None;
+    let mut spent: Option<Option<Duration>> = None;
+    let since = |first: Option<Duration>| {
+        first
+            .zip(server.cpu_time())
+            .map(|(a, b)| b.saturating_sub(a))
+    };
+    loop {
+        let next = match (at_open, spent) {
+            (None, _) => opens,
+            (Some(_), None) => closes,
+            (Some(_), Some(_)) => return ((&mut work).await, spent.flatten()),
+        };
+        tokio::select! {
+            biased;
+            out = &mut work => {
+                if let (Some(first), None) = (at_open, spent) {
+                    spent = Some(since(first));
+                }
+                return (out, spent.flatten());
+            }
+            _ = tokio::time::sleep_until(next) => match at_open {
+                None => at_open = Some(server.cpu_time()),
+                Some(first) => spent = Some(since(first)),
+            },
+        }
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -538,7 +603,7 @@ impl Player<'_> {
             Err(e) => return entry.failed(e.to_string()),
         };
         let outcome = tokio::select! {
-            outcome = self.follow(&mut child, &args) => outcome,
+            outcome = self.follow(&mut child, &args, &**handle) => outcome,
             _ = self.cancel.cancelled() => Err("interrupted".to_string()),
         };
         let grace = self.opts.settings.stop_grace;
@@ -556,7 +621,7 @@ impl Player<'_> {
                 false => format!("\n{}", tail.join("\n")),
             }
         };
-        let line = match outcome {
+        let (line, server_cpu) = match outcome {
             Ok(line) => line,
             Err(e) => return entry.failed(format!("{e}{}", logs())),
         };
@@ -580,6 +645,7 @@ impl Player<'_> {
             entry.p99_us = Some(l.p99);
             entry.max_us = Some(l.max);
         }
+        let mut entry = entry.with_server_cpu(server_cpu);
         if let Some(how) = handle.exited() {
             entry.problem = Some(format!(
                 "server {} exited during the load: {how}",
@@ -590,8 +656,14 @@ impl Player<'_> {
     }
 
     /// Waits for the client's ready line, then its load line, each with a
-    /// deadline; returns the load line, checked.
-    async fn follow(&self, child: &mut Child, args: &LoadArgs) -> Result<LoadLine, String> {
+    /// deadline; returns the load line, checked, and the server's CPU time
+    /// over the client's window (which opens a warm-up after its ready line).
+    async fn follow(
+        &self,
+        child: &mut Child,
+        args: &LoadArgs,
+        server: &dyn ServerHandle,
+    ) -> Result<(LoadLine, Option<Duration>), String> {
         let ready_by = Instant::now() + self.opts.settings.ready_timeout;
         match child.next_line(ready_by).await {
             Next::Line(line) if protocol::parse(&line) == Ok(Line::Ready) => {}
@@ -609,9 +681,13 @@ impl Player<'_> {
                 ));
             }
         }
-        let done_by = Instant::now() + self.opts.warmup + self.opts.duration + AFTER_WINDOW;
-        match child.next_line(done_by).await {
-            Next::Line(line) => read_load_line(&line, args),
+        let opens = Instant::now() + self.opts.warmup;
+        let closes = opens + self.opts.duration;
+        let done_by = closes + AFTER_WINDOW;
+        let (next, server_cpu) =
+            cpu_over_window(server, opens, closes, child.next_line(done_by)).await;
+        match next {
+            Next::Line(line) => read_load_line(&line, args).map(|line| (line, server_cpu)),
             Next::Eof => {
                 let status = child
                     .wait_until(Instant::now() + Duration::from_secs(2))
@@ -652,16 +728,19 @@ impl Player<'_> {
                 window,
             );
             let name = format!("ghz→{} ({what})", server.name);
-            let result = tokio::select! {
-                r = self.run_ghz(&name, &argv, window) => r,
-                _ = self.cancel.cancelled() => Err("interrupted".to_string()),
-            };
-            match result {
-                Ok(f) => figures = Some(f),
-                Err(e) => return entry.failed(format!("{name}: {e}")),
+            let opens = Instant::now();
+            let run = cpu_over_window(&**handle, opens, opens + window, async {
+                tokio::select! {
+                    r = self.run_ghz(&name, &argv, window) => r,
+                    _ = self.cancel.cancelled() => Err("interrupted".to_string()),
+                }
+            });
+            match run.await {
+                (Ok(f), spent) => figures = Some((f, spent)),
+                (Err(e), _) => return entry.failed(format!("{name}: {e}")),
             }
         }
-        let Some(f) = figures else {
+        let Some((f, server_cpu)) = figures else {
             return entry.failed("ghz did not run");
         };
         let mut entry = Entry {
@@ -674,7 +753,8 @@ impl Player<'_> {
             max_us: f.max_us,
             first_error: f.first_error,
             ..entry
-        };
+        }
+        .with_server_cpu(server_cpu);
         if let Some(how) = handle.exited() {
             entry.problem = Some(format!("server {} exited during ghz: {how}", server.name));
         }
@@ -793,13 +873,106 @@ mod tests {
         assert_eq!(split_cpus(&[0, 1], 0), (vec![], vec![]));
     }
 
-    #[test]
-    fn an_entry_is_ok_with_throughput_and_no_errors() {
-        let server = crate::manifest::Implementation::parse(
+    fn a_server() -> Implementation {
+        Implementation::parse(
             "name = \"s\"\nlibrary = \"l\"\nversion = \"1\"\n[server]\ncommand = [\"x\", \"{port}\"]\n",
             std::path::Path::new("s.toml"),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A server whose CPU time grows by a second at every look.
+    struct Counting(std::sync::Mutex<u64>, bool);
+
+    impl ServerHandle for Counting {
+        fn target(&self) -> crate::backend::Target {
+            unreachable!("not asked")
+        }
+        fn exited(&mut self) -> Option<String> {
+            None
+        }
+        fn logs(&self, _: usize) -> Vec<String> {
+            Vec::new()
+        }
+        fn stop(&mut self) -> crate::backend::BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+        fn cpu_time(&self) -> Option<Duration> {
+            let mut looks = self.0.lock().unwrap();
+            *looks += 1;
+            self.1.then(|| Duration::from_secs(*looks))
+        }
+    }
+
+    #[tokio::test]
+    async fn server_cpu_is_the_difference_of_a_look_at_each_end_of_the_window() {
+        let ms = Duration::from_millis;
+        // A window of 20..60 ms from now, around work that ends at `ends`;
+        // the spent time and the number of looks.
+        async fn play(sees: bool, ends: Option<Duration>) -> (Option<Duration>, u64) {
+            let server = Counting(Default::default(), sees);
+            let now = Instant::now();
+            let work = async {
+                if let Some(after) = ends {
+                    tokio::time::sleep_until(now + after).await;
+                }
+            };
+            let (_, spent) = cpu_over_window(
+                &server,
+                now + Duration::from_millis(20),
+                now + Duration::from_millis(60),
+                work,
+            )
+            .await;
+            let looks = *server.0.lock().unwrap();
+            (spent, looks)
+        }
+        assert_eq!(
+            play(true, Some(ms(300))).await,
+            (Some(Duration::from_secs(1)), 2),
+            "one look at each end"
+        );
+        assert_eq!(
+            play(true, Some(ms(40))).await,
+            (Some(Duration::from_secs(1)), 2),
+            "work that ends inside the window closes it"
+        );
+        assert_eq!(
+            play(true, None).await,
+            (None, 0),
+            "work that ends before the window opens has none"
+        );
+        assert_eq!(
+            play(false, Some(ms(100))).await.0,
+            None,
+            "a backend that cannot see CPU time measures nothing"
+        );
+    }
+
+    #[test]
+    fn server_cpu_is_spread_over_the_successful_calls() {
+        let server = a_server();
+        let entry = Entry {
+            count: 3000,
+            ..Entry::empty(Load::Unary, "rust", "tonic", &server)
+        };
+        let measured = entry
+            .clone()
+            .with_server_cpu(Some(Duration::from_millis(450)));
+        assert_eq!(measured.server_cpu_ms, Some(450.0));
+        assert_eq!(measured.server_cpu_us_per_call, Some(150.0));
+        let unmeasured = entry.clone().with_server_cpu(None);
+        assert_eq!(unmeasured.server_cpu_ms, None);
+        assert_eq!(unmeasured.server_cpu_us_per_call, None);
+        let no_calls =
+            Entry { count: 0, ..entry }.with_server_cpu(Some(Duration::from_millis(450)));
+        assert_eq!(no_calls.server_cpu_ms, Some(450.0));
+        assert_eq!(no_calls.server_cpu_us_per_call, None);
+    }
+
+    #[test]
+    fn an_entry_is_ok_with_throughput_and_no_errors() {
+        let server = a_server();
         let entry = Entry::empty(Load::Unary, "c", "lib 1", &server);
         assert_eq!(
             entry.why_not_ok().unwrap(),

@@ -12,6 +12,13 @@ use crate::report::html::escape;
 pub enum Figure {
     Throughput,
     P99,
+    /// The server's CPU time over the window per successful call.
+    ServerCpu,
+}
+
+impl Figure {
+    /// The figures every load shows, in order.
+    pub const ALL: [Figure; 3] = [Figure::Throughput, Figure::P99, Figure::ServerCpu];
 }
 
 impl Figure {
@@ -19,6 +26,7 @@ impl Figure {
         match self {
             Figure::Throughput => entry.qps,
             Figure::P99 => entry.p99_us.map(|us| us / 1000.0),
+            Figure::ServerCpu => entry.server_cpu_us_per_call,
         }
     }
 
@@ -26,6 +34,14 @@ impl Figure {
         match self {
             Figure::Throughput => format!("{}: throughput ({})", load.name(), load.unit()),
             Figure::P99 => format!("{}: p99 latency (ms)", load.name()),
+            Figure::ServerCpu => format!(
+                "{}: server CPU per {} (µs)",
+                load.name(),
+                match load {
+                    Load::Unary => "call",
+                    Load::PingPong => "round trip",
+                }
+            ),
         }
     }
 
@@ -33,6 +49,8 @@ impl Figure {
         match self {
             Figure::Throughput => thousands(value.round() as u64),
             Figure::P99 => format!("{value:.2}"),
+            Figure::ServerCpu if value < 100.0 => format!("{value:.1}"),
+            Figure::ServerCpu => thousands(value.round() as u64),
         }
     }
 }
@@ -142,7 +160,7 @@ impl BenchReport {
             writeln!(out, "  {line}")?;
         }
         for load in &self.settings.loads {
-            for figure in [Figure::Throughput, Figure::P99] {
+            for figure in Figure::ALL {
                 writeln!(out)?;
                 writeln!(out, "{}", figure.title(*load))?;
                 self.matrix(out, *load, figure, &clients, &servers)?;
@@ -241,7 +259,7 @@ impl BenchReport {
         let mut columns = clients.clone();
         columns.push("ghz".to_string());
         for load in &self.settings.loads {
-            for figure in [Figure::Throughput, Figure::P99] {
+            for figure in Figure::ALL {
                 let _ = writeln!(page, "<h2>{}</h2>", escape(&figure.title(*load)));
                 page.push_str(&self.chart(*load, figure, &columns, &servers));
                 page.push_str(&self.table(*load, figure, &columns, &servers));
@@ -379,6 +397,8 @@ mod tests {
             max_us: Some(p99_us * 2.0),
             first_error: String::new(),
             problem: None,
+            server_cpu_ms: Some(qps * 5.0 * 0.02),
+            server_cpu_us_per_call: Some(20.0),
         }
     }
 
@@ -451,6 +471,19 @@ mod tests {
             .find(|l| l.starts_with("go "))
             .unwrap();
         assert!(!ping_row.contains('│'), "no ghz for ping_pong: {ping_row}");
+        assert!(
+            text.contains("ping_pong: server CPU per round trip (µs)"),
+            "{text}"
+        );
+        let cpu_row = text
+            .lines()
+            .skip_while(|l| !l.starts_with("unary: server CPU per call (µs)"))
+            .find(|l| l.starts_with("go "))
+            .unwrap();
+        assert!(
+            cpu_row.contains("20.0") && cpu_row.contains("│ 20.0"),
+            "{cpu_row}"
+        );
         assert!(ping_row.contains("5 000 ✗"), "{ping_row}");
         assert!(
             text.contains("servers on CPU 0, clients and ghz on CPU 1"),
@@ -475,6 +508,6 @@ mod tests {
         assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
         assert!(page.contains("Unavailable: &lt;gone&gt;"));
         assert!(page.contains("rust → go: 41 000"));
-        assert_eq!(page.matches("<svg").count(), 4);
+        assert_eq!(page.matches("<svg").count(), 6);
     }
 }
