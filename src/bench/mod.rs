@@ -728,8 +728,13 @@ impl Player<'_> {
                 window,
             );
             let name = format!("ghz→{} ({what})", server.name);
+            // ghz prints nothing until it is done, and it reads the proto
+            // and connects before its clock starts, so its window is taken
+            // as the whole process: the server idles while ghz starts, and
+            // calls still in flight at its end are few.
             let opens = Instant::now();
-            let run = cpu_over_window(&**handle, opens, opens + window, async {
+            let closes = opens + window + AFTER_WINDOW;
+            let run = cpu_over_window(&**handle, opens, closes, async {
                 tokio::select! {
                     r = self.run_ghz(&name, &argv, window) => r,
                     _ = self.cancel.cancelled() => Err("interrupted".to_string()),
