@@ -1,6 +1,7 @@
 # Sourced, not run: installs a Go program from the Go module proxy at a
-# pinned module version into a folder under target/, for scripts/h2spec.sh
-# and scripts/ghz.sh. Nothing of the program is in this repository.
+# pinned module version into a folder under target/ (scripts/ghz.sh), and
+# reads the module version a built binary names (scripts/h2spec.sh too).
+# Nothing of the program is in this repository.
 #
 # go_tool_install NAME MODULE PACKAGE VERSION OUT
 #   Installs MODULE/PACKAGE@VERSION as OUT/<last element of PACKAGE>, unless

@@ -190,7 +190,7 @@ pub struct Tool {
     /// Its module version, from the binary's build information.
     pub version: String,
     /// The versions of its dependencies it was built with (its module has
-    /// no go.mod, so `go install` takes the latest ones).
+    /// no go.mod; h2spec/tool/go.mod pins them).
     pub dependencies: BTreeMap<String, String>,
 }
 
@@ -412,8 +412,8 @@ pub struct Baseline {
     pub library: String,
     /// The h2spec module version it was recorded with; must be the installed one.
     pub h2spec: String,
-    /// The versions of h2spec's dependencies then (for the record: they are
-    /// not pinned by h2spec's module, see scripts/h2spec.sh).
+    /// The versions of h2spec's dependencies then (h2spec's own module does
+    /// not pin them; h2spec/tool/go.mod does, see scripts/h2spec.sh).
     #[serde(default)]
     pub h2spec_dependencies: BTreeMap<String, String>,
     pub sections: Vec<String>,

@@ -169,3 +169,48 @@ fn github_workflow_passes_actionlint() {
     );
     assert_ok("actionlint", &out);
 }
+
+/// h2spec/tool/go.mod pins h2spec at the version every h2spec baseline was
+/// recorded with, and each dependency a baseline names at the version it
+/// names: a bump of one without the other is caught here, before a run
+/// notes it.
+#[test]
+fn h2spec_pins_agree_with_the_baselines() {
+    let dir = root().join("h2spec");
+    let go_mod = std::fs::read_to_string(dir.join("tool/go.mod")).unwrap();
+    let pinned: std::collections::BTreeMap<&str, &str> = go_mod
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let module = fields.next()?;
+            let version = fields.next()?;
+            (module.contains('.') && version.starts_with('v')).then_some((module, version))
+        })
+        .collect();
+    let mut baselines = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        baselines += 1;
+        let baseline: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let shown = path.display();
+        assert_eq!(
+            pinned.get("github.com/summerwind/h2spec").copied(),
+            baseline["h2spec"].as_str(),
+            "{shown}"
+        );
+        let deps = baseline["h2spec_dependencies"].as_object().unwrap();
+        assert!(!deps.is_empty(), "{shown} names h2spec's dependencies");
+        for (module, version) in deps {
+            assert_eq!(
+                pinned.get(module.as_str()).copied(),
+                version.as_str(),
+                "{shown}: {module}"
+            );
+        }
+    }
+    assert_eq!(baselines, 4, "one baseline per server");
+}
