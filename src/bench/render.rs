@@ -441,6 +441,14 @@ mod tests {
         assert_eq!(thousands(1234567), "1 234 567");
     }
 
+    /// The row of `server` in the matrix under the title that starts `title`.
+    fn row_of<'t>(text: &'t str, title: &str, server: &str) -> &'t str {
+        text.lines()
+            .skip_while(|l| !l.starts_with(title))
+            .find(|l| l.starts_with(&format!("{server} ")))
+            .unwrap_or_else(|| panic!("no {server} row under {title}: {text}"))
+    }
+
     #[test]
     fn matrices_show_throughput_p99_and_ghz_apart() {
         let mut out = Vec::new();
@@ -448,38 +456,22 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("unary: throughput (calls/s)"), "{text}");
         assert!(text.contains("ping_pong: p99 latency (ms)"), "{text}");
-        let unary_row = text
-            .lines()
-            .skip_while(|l| !l.starts_with("unary: throughput"))
-            .find(|l| l.starts_with("go "))
-            .unwrap();
+        let unary_row = row_of(&text, "unary: throughput", "go");
         assert!(unary_row.contains("41 000"), "{unary_row}");
         assert!(unary_row.contains("4 321"), "{unary_row}");
         assert!(unary_row.contains("│ 11 000"), "{unary_row}");
-        let p99_row = text
-            .lines()
-            .skip_while(|l| !l.starts_with("unary: p99"))
-            .find(|l| l.starts_with("go "))
-            .unwrap();
+        let p99_row = row_of(&text, "unary: p99", "go");
         assert!(
             p99_row.contains("2.50") && p99_row.contains("19.00"),
             "{p99_row}"
         );
-        let ping_row = text
-            .lines()
-            .skip_while(|l| !l.starts_with("ping_pong: throughput"))
-            .find(|l| l.starts_with("go "))
-            .unwrap();
+        let ping_row = row_of(&text, "ping_pong: throughput", "go");
         assert!(!ping_row.contains('│'), "no ghz for ping_pong: {ping_row}");
         assert!(
             text.contains("ping_pong: server CPU per round trip (µs)"),
             "{text}"
         );
-        let cpu_row = text
-            .lines()
-            .skip_while(|l| !l.starts_with("unary: server CPU per call (µs)"))
-            .find(|l| l.starts_with("go "))
-            .unwrap();
+        let cpu_row = row_of(&text, "unary: server CPU per call (µs)", "go");
         assert!(
             cpu_row.contains("20.0") && cpu_row.contains("│ 20.0"),
             "{cpu_row}"
