@@ -425,11 +425,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, UsageError> {
         return Err(UsageError(anyhow::anyhow!("--jobs must be at least 1")));
     }
     let soak = args.soak.soak()?;
-    let transport = match (args.tls, args.mtls) {
-        (_, true) => Transport::Mtls,
-        (true, false) => Transport::Tls,
-        (false, false) => Transport::Plain,
-    };
+    let transport = Transport::from_flags(args.tls, args.mtls);
     let notes = drop_without_mtls(&mut plan, &impls, transport);
     if plan.cells.is_empty() {
         return Err(UsageError(anyhow::anyhow!(
@@ -870,6 +866,13 @@ pub struct BenchArgs {
     /// clients and ghz run on the others. 0: pin nothing.
     #[arg(long, default_value_t = 1)]
     pub server_cpus: usize,
+    /// Use TLS between clients (and ghz) and servers (test certificates in testdata/tls).
+    #[arg(long)]
+    pub tls: bool,
+    /// Use mutual TLS: servers require and verify client certificates, and
+    /// every client and ghz presents one (implies TLS).
+    #[arg(long, conflicts_with = "tls")]
+    pub mtls: bool,
     /// Leave ghz out.
     #[arg(long)]
     pub no_ghz: bool,
@@ -931,6 +934,31 @@ pub async fn bench(
             args.server.as_deref(),
             bench::eligible_servers(&impls),
         )?;
+        let transport = Transport::from_flags(args.tls, args.mtls);
+        let mut notes: Vec<String> = notes;
+        let (clients, servers) = if transport == Transport::Mtls {
+            // As `interop run --mtls` does: who cannot do mutual TLS sits out.
+            let mut keep =
+                |side: &str,
+                 list: Vec<Implementation>,
+                 role: fn(&Implementation) -> Option<&crate::manifest::Role>| {
+                    let (can, cannot): (Vec<_>, Vec<_>) = list
+                        .into_iter()
+                        .partition(|i| role(i).is_some_and(|r| r.mtls.is_some()));
+                    notes.extend(cannot.iter().map(|i| {
+                        format!(
+                            "{side} {} cannot do mutual TLS (no `mtls` in its manifest): left out",
+                            i.name
+                        )
+                    }));
+                    can
+                };
+            let clients = keep("client", clients, |i| i.client.as_ref());
+            let servers = keep("server", servers, |i| i.server.as_ref());
+            (clients, servers)
+        } else {
+            (clients, servers)
+        };
         let mut loads = Vec::new();
         for name in args.load.split(',').map(str::trim) {
             let load = Load::parse(name).map_err(|e| anyhow::anyhow!("--load: {e}"))?;
@@ -965,7 +993,7 @@ pub async fn bench(
             skip_build: args.no_build,
             notes,
             settings: Settings {
-                transport: Transport::Plain,
+                transport,
                 ready_timeout: seconds("ready-timeout", args.ready_timeout)?,
                 // A cold cargo build of tonic on two cores takes minutes; this
                 // only catches a build that hangs.

@@ -267,3 +267,124 @@ fn bad_settings_are_usage_errors() {
         );
     }
 }
+
+/// Runs a short unary bench with `extra` arguments and returns the exit
+/// code, the output and the JSON report.
+fn short_unary_bench(extra: &[&str]) -> (Option<i32>, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let mut args = vec![
+        "bench",
+        "--load",
+        "unary",
+        "--warmup-ms",
+        "100",
+        "--duration-ms",
+        "300",
+        "--concurrency",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = interop(&args, Duration::from_secs(20 * 60));
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (out.status.code(), text(&out), report)
+}
+
+/// Every entry and ghz run of `report` gave throughput without errors.
+fn all_ran(report: &Value, shown: &str) -> usize {
+    let runs: Vec<&Value> = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["ghz"].as_array().unwrap())
+        .collect();
+    for e in &runs {
+        assert!(e["count"].as_u64().unwrap() > 0, "{e}: {shown}");
+        assert_eq!(e["errors"], 0, "{e}: {shown}");
+        assert!(e["problem"].is_null(), "{e}: {shown}");
+    }
+    runs.len()
+}
+
+#[test]
+fn tls_and_mutual_tls_load_every_pairing_that_can_and_ghz_too() {
+    let _serial = serial();
+    ensure_built();
+    let (code, shown, report) = short_unary_bench(&["--tls"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(report["settings"]["transport"], "tls", "{shown}");
+    assert_eq!(all_ran(&report, &shown), 3 * 4 + 4, "{shown}");
+    assert!(
+        shown.contains("2 workers over 1 tls connection(s)"),
+        "{shown}"
+    );
+
+    let (code, shown, report) = short_unary_bench(&["--mtls", "--client", "rust,python"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(report["settings"]["transport"], "mtls", "{shown}");
+    // The official interop server has no mutual TLS: it sits out, said so.
+    assert_eq!(all_ran(&report, &shown), 2 * 3 + 3, "{shown}");
+    assert!(
+        shown.contains("note: server go-official cannot do mutual TLS"),
+        "{shown}"
+    );
+    assert_no_leftovers();
+}
+
+/// The Rust implementation's manifest with its client's `key` arguments
+/// (`tls` or `mtls`) replaced by `args`, in `dir`: a client that says it
+/// does TLS, or presents a certificate, and does not.
+fn rust_client_without(dir: &Path, key: &str, args: &str) {
+    let manifest = std::fs::read_to_string(root().join("implementations/rust.toml")).unwrap();
+    let client = manifest.find("[client]").unwrap();
+    let line_start = client + manifest[client..].find(&format!("\n{key} = [")).unwrap() + 1;
+    let line_end = line_start + manifest[line_start..].find('\n').unwrap();
+    let changed = format!(
+        "{}{key} = {args}{}",
+        &manifest[..line_start],
+        &manifest[line_end..]
+    );
+    assert_ne!(changed, manifest);
+    std::fs::write(dir.join("rust.toml"), changed).unwrap();
+}
+
+#[test]
+fn a_client_that_skips_tls_or_its_certificate_is_refused_not_measured() {
+    let _serial = serial();
+    ensure_built();
+    for (flag, key, args) in [
+        // Plaintext to a TLS server.
+        (
+            "--tls",
+            "tls",
+            r#"["--server_host_override", "{tls_name}"]"#,
+        ),
+        // TLS without a client certificate to a server that requires one.
+        ("--mtls", "mtls", "[]"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        rust_client_without(dir.path(), key, args);
+        let (code, shown, report) = short_unary_bench(&[
+            flag,
+            "--implementations",
+            dir.path().to_str().unwrap(),
+            "--no-ghz",
+        ]);
+        assert_eq!(code, Some(1), "{flag}: {shown}");
+        let entry = &report["entries"][0];
+        assert_eq!(entry["client"], "rust", "{flag}: {shown}");
+        assert_eq!(entry["server"], "rust", "{flag}: {shown}");
+        assert_eq!(entry["count"], 0, "{flag}: no call got through: {shown}");
+        assert!(entry["errors"].as_u64().unwrap() > 0, "{flag}: {shown}");
+        assert!(
+            shown.contains("verdict: FAIL: 1 of 1 runs did not"),
+            "{flag}: {shown}"
+        );
+    }
+    assert_no_leftovers();
+}

@@ -43,6 +43,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The transport the `--tls` and `--mtls` flags choose.
+    pub fn from_flags(tls: bool, mtls: bool) -> Transport {
+        match (tls, mtls) {
+            (_, true) => Transport::Mtls,
+            (true, false) => Transport::Tls,
+            (false, false) => Transport::Plain,
+        }
+    }
+
     /// `plaintext`, `tls` or `mtls`.
     pub fn name(self) -> &'static str {
         match self {

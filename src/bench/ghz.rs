@@ -17,28 +17,70 @@ pub fn path(root: &Path) -> PathBuf {
     root.join("target/interop/ghz/ghz")
 }
 
-/// ghz's arguments for one unary run of `window` against `port` on
-/// loopback: `UnaryCall` with a request of `payload_bytes` zero bytes asking
+/// How ghz reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    Plaintext,
+    /// TLS, trusting `ca` for a certificate for `name`; with mutual TLS, the
+    /// client certificate and key ghz presents.
+    Tls {
+        ca: String,
+        name: String,
+        client_cert: Option<(String, String)>,
+    },
+}
+
+/// The project's test client certificate and key (testdata/tls), which the
+/// servers' mutual TLS accepts, as the clients present them.
+pub fn client_cert(root: &Path) -> (String, String) {
+    let tls = root.join("testdata/tls");
+    (
+        tls.join("client.pem").display().to_string(),
+        tls.join("client.key").display().to_string(),
+    )
+}
+
+/// One ghz run against a server on loopback.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub port: u16,
+    pub security: Security,
+    pub concurrency: u32,
+    pub connections: u32,
+    pub payload_bytes: u32,
+    pub window: Duration,
+}
+
+/// ghz's arguments for `run`: `UnaryCall` with a request of `payload_bytes` zero bytes asking
 /// for as many back, from the project's `proto/`. Calls still in flight when
 /// the window closes are left out of the report (`--duration-stop=ignore`),
 /// as the clients leave out what ends outside their window.
-pub fn argv(
-    binary: &Path,
-    root: &Path,
-    port: u16,
-    concurrency: u32,
-    connections: u32,
-    payload_bytes: u32,
-    window: Duration,
-) -> Vec<String> {
-    let body = zeros_base64(payload_bytes as usize);
+pub fn argv(binary: &Path, root: &Path, run: &Run) -> Vec<String> {
+    let body = zeros_base64(run.payload_bytes as usize);
     let data = serde_json::json!({
-        "response_size": payload_bytes,
+        "response_size": run.payload_bytes,
         "payload": {"body": body},
     });
-    vec![
-        binary.display().to_string(),
-        "--insecure".into(),
+    let mut argv = vec![binary.display().to_string()];
+    match &run.security {
+        Security::Plaintext => argv.push("--insecure".into()),
+        Security::Tls {
+            ca,
+            name,
+            client_cert,
+        } => {
+            argv.extend([
+                "--cacert".into(),
+                ca.clone(),
+                "--cname".into(),
+                name.clone(),
+            ]);
+            if let Some((cert, key)) = client_cert {
+                argv.extend(["--cert".into(), cert.clone(), "--key".into(), key.clone()]);
+            }
+        }
+    }
+    argv.extend([
         "--proto".into(),
         root.join("proto/grpc/testing/test.proto")
             .display()
@@ -50,18 +92,19 @@ pub fn argv(
         "--data".into(),
         data.to_string(),
         "--concurrency".into(),
-        concurrency.to_string(),
+        run.concurrency.to_string(),
         "--connections".into(),
-        connections.to_string(),
+        run.connections.to_string(),
         "--duration".into(),
-        format!("{}ms", window.as_millis()),
+        format!("{}ms", run.window.as_millis()),
         "--duration-stop=ignore".into(),
         "--timeout".into(),
         "10s".into(),
         "--format".into(),
         "json".into(),
-        format!("127.0.0.1:{port}"),
-    ]
+        format!("127.0.0.1:{}", run.port),
+    ]);
+    argv
 }
 
 /// `n` zero bytes in base64 (the form JSON gives protobuf `bytes`): every
@@ -216,11 +259,14 @@ mod tests {
         let argv = argv(
             Path::new("/g"),
             Path::new("/r"),
-            7,
-            50,
-            2,
-            3,
-            Duration::from_millis(1500),
+            &Run {
+                port: 7,
+                security: Security::Plaintext,
+                concurrency: 50,
+                connections: 2,
+                payload_bytes: 3,
+                window: Duration::from_millis(1500),
+            },
         );
         let data = &argv[argv.iter().position(|a| a == "--data").unwrap() + 1];
         assert_eq!(data, r#"{"payload":{"body":"AAAA"},"response_size":3}"#);
@@ -233,5 +279,47 @@ mod tests {
         }
         assert_eq!(argv.last().unwrap(), "127.0.0.1:7");
         assert!(argv.contains(&"--duration-stop=ignore".to_string()));
+        assert!(argv.contains(&"--insecure".to_string()));
+    }
+
+    #[test]
+    fn argv_trusts_the_test_ca_and_presents_the_client_certificate_for_mtls() {
+        let run = |client_cert: Option<(String, String)>| {
+            let security = Security::Tls {
+                ca: "/r/ca.pem".into(),
+                name: "foo.test".into(),
+                client_cert,
+            };
+            argv(
+                Path::new("/g"),
+                Path::new("/r"),
+                &Run {
+                    port: 7,
+                    security,
+                    concurrency: 1,
+                    connections: 1,
+                    payload_bytes: 0,
+                    window: Duration::from_millis(10),
+                },
+            )
+        };
+        let plain_tls = run(None);
+        let mutual = run(Some(client_cert(Path::new("/r"))));
+        for argv in [&plain_tls, &mutual] {
+            assert!(!argv.contains(&"--insecure".to_string()), "{argv:?}");
+            for pair in [["--cacert", "/r/ca.pem"], ["--cname", "foo.test"]] {
+                assert!(argv.windows(2).any(|w| w == pair), "{pair:?} in {argv:?}");
+            }
+        }
+        assert!(!plain_tls.contains(&"--cert".to_string()), "{plain_tls:?}");
+        for pair in [
+            ["--cert", "/r/testdata/tls/client.pem"],
+            ["--key", "/r/testdata/tls/client.key"],
+        ] {
+            assert!(
+                mutual.windows(2).any(|w| w == pair),
+                "{pair:?} in {mutual:?}"
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::native::Native;
-use crate::backend::{Backend, ServerHandle, Settings, Transport};
+use crate::backend::{Backend, ServerHandle, Settings, Transport, transport_args};
 use crate::cases::CaseGroup;
 pub use crate::load::Load;
 use crate::manifest::{Implementation, LoadArgs, Template};
@@ -78,6 +78,13 @@ pub struct BenchSettings {
     pub client_cpus: Vec<usize>,
     /// The ghz version, when ghz played.
     pub ghz: Option<String>,
+    /// `plaintext`, `tls` or `mtls`: how clients and ghz reached the servers.
+    #[serde(default = "plaintext")]
+    pub transport: String,
+}
+
+fn plaintext() -> String {
+    Transport::Plain.name().to_string()
 }
 
 /// The figures of one pairing under one load (or of ghz against a server).
@@ -347,6 +354,7 @@ pub async fn run(opts: &BenchOptions, cancel: CancellationToken) -> BenchReport 
             server_cpus: server_cpus.clone(),
             client_cpus: client_cpus.clone(),
             ghz: None,
+            transport: opts.settings.transport.name().to_string(),
         },
         entries: Vec::new(),
         ghz: Vec::new(),
@@ -513,7 +521,7 @@ impl Player<'_> {
         report: &mut BenchReport,
     ) {
         let started = tokio::select! {
-            r = self.backend.start_server(server, Transport::Plain) => r,
+            r = self.backend.start_server(server, self.opts.settings.transport) => r,
             _ = self.cancel.cancelled() => return,
         };
         let mut handle = match started {
@@ -573,7 +581,11 @@ impl Player<'_> {
         load: Load,
     ) -> Entry {
         let entry = Entry::empty(load, &client.name, &client.library_version(), server);
-        let Some(command) = client.client.as_ref().and_then(|r| r.load.as_ref()) else {
+        let Some((role, command)) = client
+            .client
+            .as_ref()
+            .and_then(|r| Some((r, r.load.as_ref()?)))
+        else {
             return entry.failed("its manifest has no load command");
         };
         if let Some(how) = handle.exited() {
@@ -585,10 +597,17 @@ impl Player<'_> {
             root: self.opts.root.display().to_string(),
             host: target.host.clone(),
             port: target.port.to_string(),
+            ca: target.ca.clone(),
+            tls_name: target.tls_name.clone(),
             load: args.clone(),
             ..Template::default()
         };
-        let argv = template.expand(command);
+        let mut argv = template.expand(command);
+        let transport = self.opts.settings.transport;
+        match transport_args(role, &template, &role.tls, transport, "client") {
+            Ok(more) => argv.extend(more),
+            Err(e) => return entry.failed(e.to_string()),
+        }
         let name = format!("bench {}→{} ({})", client.name, server.name, load.name());
         let mut child = match Child::spawn(Spec {
             name: name.clone(),
@@ -711,8 +730,21 @@ impl Player<'_> {
         if let Some(how) = handle.exited() {
             return entry.failed(format!("server {} exited earlier: {how}", server.name));
         }
-        let port = handle.target().port;
+        let target = handle.target();
         let o = self.opts;
+        let security = match o.settings.transport {
+            Transport::Plain => ghz::Security::Plaintext,
+            Transport::Tls => ghz::Security::Tls {
+                ca: target.ca.clone(),
+                name: target.tls_name.clone(),
+                client_cert: None,
+            },
+            Transport::Mtls => ghz::Security::Tls {
+                ca: target.ca.clone(),
+                name: target.tls_name.clone(),
+                client_cert: Some(ghz::client_cert(&o.root)),
+            },
+        };
         let mut figures = None;
         for (what, window) in [("warm-up", o.warmup), ("run", o.duration)] {
             if window.is_zero() {
@@ -721,11 +753,14 @@ impl Player<'_> {
             let argv = ghz::argv(
                 binary,
                 &o.root,
-                port,
-                o.concurrency,
-                o.connections,
-                o.payload_bytes,
-                window,
+                &ghz::Run {
+                    port: target.port,
+                    security: security.clone(),
+                    concurrency: o.concurrency,
+                    connections: o.connections,
+                    payload_bytes: o.payload_bytes,
+                    window,
+                },
             );
             let name = format!("ghz→{} ({what})", server.name);
             // ghz prints nothing until it is done, and it reads the proto

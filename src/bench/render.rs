@@ -140,8 +140,13 @@ impl BenchReport {
         };
         vec![
             format!(
-                "{} workers over {} connection(s), {}-byte payloads both ways, warm-up {} ms, window {} ms",
-                s.concurrency, s.connections, s.payload_bytes, s.warmup_ms, s.duration_ms
+                "{} workers over {} {} connection(s), {}-byte payloads both ways, warm-up {} ms, window {} ms",
+                s.concurrency,
+                s.connections,
+                s.transport,
+                s.payload_bytes,
+                s.warmup_ms,
+                s.duration_ms
             ),
             format!(
                 "{pinning} (the runner may use {} CPU(s): {}); ghz: {}",
@@ -416,6 +421,7 @@ mod tests {
                 server_cpus: vec![0],
                 client_cpus: vec![1],
                 ghz: Some("v0.121.0".into()),
+                transport: "tls".into(),
             },
             entries: vec![
                 entry(Load::Unary, "rust", "go", 41000.0, 2500.0),
@@ -479,6 +485,10 @@ mod tests {
         assert!(ping_row.contains("5 000 ✗"), "{ping_row}");
         assert!(
             text.contains("servers on CPU 0, clients and ghz on CPU 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("50 workers over 1 tls connection(s), 100-byte payloads"),
             "{text}"
         );
         assert!(
