@@ -80,7 +80,7 @@ fn assert_all_as_expected(results: &[rust_client::CaseResult]) {
                     .contains("tonic did not end the call within 3s after its 1ms deadline")
                     || result
                         .message
-                        .contains(r#"CANCELLED (1) \"Timeout expired\""#),
+                        .contains(r#"CANCELLED (1) "Timeout expired""#),
                 "{line}"
             );
         } else if rust_server::unsupported_reason(case).is_some() {
