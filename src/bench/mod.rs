@@ -1,8 +1,10 @@
 //! `interop bench`: load figures per pairing. Every client with a load mode
 //! (implementations/CONTRACT.md, "Load mode") plays each load against every
 //! server, one pairing at a time, and ghz plays the unary load against each
-//! server as a reference. Servers can be pinned to CPUs of their own, and
-//! the clients and ghz then run on the others.
+//! server as a reference, in plaintext, TLS or mutual TLS. Servers can be
+//! pinned to CPUs of their own, and the clients and ghz then run on the
+//! others; the runner reads each server's CPU time at both ends of every
+//! window, which gives the server's CPU per call beside the throughput.
 //!
 //! The runner trusts no line blindly: a client's load line must echo the
 //! settings it was given, its rate must agree with its count and window, its
