@@ -9,7 +9,7 @@
 # and the clients and ghz on the others; ghz against each server in the same
 # run. Prints the throughput, p99 and server-CPU-per-call matrices, then the
 # Rust client's unary throughput beside ghz's for each server. Writes
-# target/interop/bench/bench.json and bench.html. About 3 minutes.
+# target/interop/bench/bench.json and bench.html. About 5 minutes.
 #
 # The figures are not judged: these machines are shared and noisy. The exit
 # status is interop bench's (0: every run gave throughput without errors).
