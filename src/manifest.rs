@@ -375,8 +375,9 @@ pub struct Template {
 }
 
 /// The values of the `{load*}` placeholders: the flags of a client's load
-/// mode (implementations/CONTRACT.md, "Load mode").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// mode (implementations/CONTRACT.md, "Load mode"), which its load line
+/// echoes under the same names without `load_`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct LoadArgs {
     /// `{load}`: `unary` or `ping_pong`.
     pub load: String,
@@ -385,6 +386,20 @@ pub struct LoadArgs {
     pub warmup_ms: u64,
     pub duration_ms: u64,
     pub payload_bytes: u32,
+}
+
+impl LoadArgs {
+    /// Each setting by its name in the load line, as text.
+    pub fn fields(&self) -> [(&'static str, String); 6] {
+        [
+            ("load", self.load.clone()),
+            ("concurrency", self.concurrency.to_string()),
+            ("connections", self.connections.to_string()),
+            ("warmup_ms", self.warmup_ms.to_string()),
+            ("duration_ms", self.duration_ms.to_string()),
+            ("payload_bytes", self.payload_bytes.to_string()),
+        ]
+    }
 }
 
 /// The settings of the soak cases, passed to clients with the official flags.

@@ -104,12 +104,9 @@ impl ResultLine {
 /// `{"event":"load","load":"unary",...}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LoadLine {
-    pub load: String,
-    pub concurrency: u32,
-    pub connections: u32,
-    pub warmup_ms: u64,
-    pub duration_ms: u64,
-    pub payload_bytes: u32,
+    /// The settings it was given, echoed.
+    #[serde(flatten)]
+    pub settings: crate::manifest::LoadArgs,
     /// Successes in the window.
     pub count: u64,
     /// Errors in the window.
@@ -254,7 +251,18 @@ mod tests {
         let Ok(Line::Load(l)) = parse(&line) else {
             panic!("{:?}", parse(&line))
         };
-        assert_eq!((l.load.as_str(), l.count, l.errors), ("ping_pong", 12, 1));
+        assert_eq!(
+            (l.settings.load.as_str(), l.count, l.errors),
+            ("ping_pong", 12, 1)
+        );
+        assert_eq!(
+            (
+                l.settings.concurrency,
+                l.settings.warmup_ms,
+                l.settings.payload_bytes
+            ),
+            (50, 1000, 100)
+        );
         assert_eq!(l.latency_us.unwrap().p99, 3.5);
         assert_eq!(l.first_error, "Unavailable: x");
         let none = line.replace(r#"{"p50":1.5,"p90":2.5,"p99":3.5,"max":4.5}"#, "null");

@@ -248,35 +248,7 @@ fn read_load_line(line: &str, asked: &LoadArgs) -> Result<LoadLine, String> {
         }
     };
     let mut wrong = Vec::new();
-    let echoed = [
-        ("load", parsed.load.clone(), asked.load.clone()),
-        (
-            "concurrency",
-            parsed.concurrency.to_string(),
-            asked.concurrency.to_string(),
-        ),
-        (
-            "connections",
-            parsed.connections.to_string(),
-            asked.connections.to_string(),
-        ),
-        (
-            "warmup_ms",
-            parsed.warmup_ms.to_string(),
-            asked.warmup_ms.to_string(),
-        ),
-        (
-            "duration_ms",
-            parsed.duration_ms.to_string(),
-            asked.duration_ms.to_string(),
-        ),
-        (
-            "payload_bytes",
-            parsed.payload_bytes.to_string(),
-            asked.payload_bytes.to_string(),
-        ),
-    ];
-    for (field, got, want) in echoed {
+    for ((field, got), (_, want)) in parsed.settings.fields().into_iter().zip(asked.fields()) {
         if got != want {
             wrong.push(format!("{field} {got}, asked for {want}"));
         }
