@@ -708,15 +708,10 @@ impl Player<'_> {
         let o = self.opts;
         let security = match o.settings.transport {
             Transport::Plain => ghz::Security::Plaintext,
-            Transport::Tls => ghz::Security::Tls {
+            transport => ghz::Security::Tls {
                 ca: target.ca.clone(),
                 name: target.tls_name.clone(),
-                client_cert: None,
-            },
-            Transport::Mtls => ghz::Security::Tls {
-                ca: target.ca.clone(),
-                name: target.tls_name.clone(),
-                client_cert: Some(ghz::client_cert(&o.root)),
+                client_cert: (transport == Transport::Mtls).then(|| ghz::client_cert(&o.root)),
             },
         };
         let mut figures = None;
