@@ -313,5 +313,8 @@ async fn compose_plays_the_matrix_with_the_native_outcomes_and_cleans_up() {
         .collect();
     assert_eq!(compose, native, "compose and native outcomes differ");
     let left = labelled(COMPOSE_LABEL).await;
-    assert!(left.is_empty(), "compose left behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "compose left behind: {left:?}\nthe compose run's log:\n{err}"
+    );
 }
